@@ -1,0 +1,45 @@
+# UnionFs: `make` builds, `make test` runs every test, `make demo` shows the main job.
+DOTNET      ?= dotnet
+CONFIG      ?= Release
+BIN         := bin/unionfs
+SOURCES     := $(shell find src -name '*.cs' -o -name '*.csproj' | grep -v '/obj/' | grep -v '/bin/')
+
+.PHONY: all build deps publish install test unit-test native-test test-long demo bench clean
+
+all: publish
+
+deps:
+	@scripts/install-deps.sh
+
+build:
+	$(DOTNET) build UnionFs.sln -c $(CONFIG) --nologo -v quiet
+
+# The shipped binary: NativeAOT, starts in milliseconds. Tests and scripts use this one file.
+publish: $(BIN)
+$(BIN): $(SOURCES) Directory.Build.props
+	$(DOTNET) publish src/UnionFs.Cli -c $(CONFIG) -o obj/publish --nologo -v quiet
+	@mkdir -p bin
+	cp obj/publish/unionfs $(BIN)
+
+install: $(BIN)
+	install -m 0755 $(BIN) /usr/local/bin/unionfs
+
+test: deps publish
+	$(MAKE) unit-test
+	$(MAKE) native-test
+
+unit-test:
+	$(DOTNET) test UnionFs.sln -c $(CONFIG) --nologo -v quiet
+
+native-test: $(BIN)
+	$(MAKE) -C native-tests
+	UNIONFS=$(CURDIR)/$(BIN) native-tests/run.sh
+
+demo: deps publish
+	scripts/demo.sh
+
+bench: deps publish
+	scripts/bench/run.sh
+
+clean:
+	rm -rf bin obj src/*/bin src/*/obj native-tests/build

@@ -1,0 +1,105 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Text;
+using Microsoft.Extensions.Logging;
+using UnionFs.Fuse;
+using UnionFs.Posix;
+
+namespace UnionFs.Cli;
+
+/// <summary>
+/// Runs a FUSE session as a daemon, the way fuse-overlayfs does: the command returns only once the mount
+/// answers, reports a failed mount through its exit status and a one-line reason, and the daemon unmounts
+/// cleanly on SIGTERM/SIGINT. A forked .NET runtime is not safe, so the background daemon is this same
+/// executable started again with a status pipe; it writes "OK" (or the error) there once the mount is live.
+/// </summary>
+static unsafe class Daemon
+{
+    const string StatusFdVariable = "UNIONFS_DAEMON_STATUS_FD";
+
+    public static int Run(Func<FuseSession> start, bool foreground, ILogger log)
+    {
+        string? statusFd = Environment.GetEnvironmentVariable(StatusFdVariable);
+        if (foreground) return Serve(start, log, statusFd: -1);
+        if (statusFd is not null) return Serve(start, log, int.Parse(statusFd));
+        return SpawnAndWait();
+    }
+
+    static int Serve(Func<FuseSession> start, ILogger log, int statusFd)
+    {
+        FuseSession session;
+        try
+        {
+            if (statusFd >= 0) Libc.setsid();
+            session = start();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or InvalidOperationException)
+        {
+            Report(statusFd, "unionfs: " + e.Message);
+            return 1;
+        }
+        Report(statusFd, "OK");
+        if (statusFd >= 0) DetachStdio();
+
+        int stopping = 0;
+        void Stop(PosixSignalContext ctx)
+        {
+            ctx.Cancel = true;
+            if (Interlocked.Exchange(ref stopping, 1) != 0) return;
+            try { session.Unmount(); }
+            catch (IOException e) { log.LogError("{Message}", e.Message); FuseMount.Unmount(session.Mountpoint, lazy: true); }
+        }
+        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+        using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+        session.Wait();
+        session.Dispose();
+        return 0;
+    }
+
+    static void Report(int statusFd, string message)
+    {
+        if (statusFd < 0)
+        {
+            if (message != "OK") Console.Error.WriteLine(message);
+            return;
+        }
+        byte[] bytes = Encoding.UTF8.GetBytes(message + "\n");
+        fixed (byte* b = bytes) Libc.write(statusFd, b, bytes.Length);
+        Libc.close(statusFd);
+    }
+
+    static void DetachStdio()
+    {
+        int devnull = Libc.open("/dev/null", Libc.O_RDWR, 0);
+        if (devnull < 0) return;
+        for (int fd = 0; fd <= 2; fd++) Libc.dup2(devnull, fd);
+        if (devnull > 2) Libc.close(devnull);
+    }
+
+    static int SpawnAndWait()
+    {
+        int* fds = stackalloc int[2];
+        PosixException.Check(Libc.pipe2(fds, 0), "pipe2");
+        Libc.fcntl(fds[0], Libc.F_SETFD, Libc.FD_CLOEXEC);
+        var psi = new ProcessStartInfo(Environment.ProcessPath!) { UseShellExecute = false };
+        foreach (var a in Environment.GetCommandLineArgs().Skip(1)) psi.ArgumentList.Add(a);
+        psi.Environment[StatusFdVariable] = fds[1].ToString();
+        using (Process.Start(psi)) { }
+        Libc.close(fds[1]);
+
+        var reply = new List<byte>();
+        byte* buf = stackalloc byte[512];
+        while (true)
+        {
+            nint n = Libc.read(fds[0], buf, 512);
+            if (n < 0 && Errno.Last == Errno.EINTR) continue;
+            if (n <= 0) break;
+            for (int i = 0; i < n; i++) reply.Add(buf[i]);
+        }
+        Libc.close(fds[0]);
+        string message = Encoding.UTF8.GetString(reply.ToArray()).Trim();
+        if (message == "OK") return 0;
+        Console.Error.WriteLine(message.Length > 0 ? message : "unionfs: the daemon exited before the mount was ready");
+        return 1;
+    }
+}

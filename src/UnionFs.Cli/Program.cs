@@ -1,0 +1,125 @@
+using System.Reflection;
+using Microsoft.Extensions.Logging;
+using UnionFs.Fuse;
+using UnionFs.Fuse.Loopback;
+
+namespace UnionFs.Cli;
+
+static class Program
+{
+    const string Usage = """
+        Usage: unionfs COMMAND [ARGS]
+
+        Union mounts (overlayfs semantics over FUSE):
+          mount [-f] [-d] -o lowerdir=L1:L2,upperdir=U,workdir=W[,OPTS] MNT
+                                   mount a union; L1 is the topmost lower layer.
+                                   Without upperdir the mount is read-only.
+          umount MNT               unmount (fusermount3 -u MNT works too)
+          -o OPTS MNT              the same as mount (fuse-overlayfs command line)
+
+        Options:
+          -f, --foreground         stay in the foreground
+          -d, --debug              log every FUSE request and reply
+          -h, --help               this text
+          -V, --version            print the version
+
+        Run as fuse-overlayfs (a symlink of that name) it takes fuse-overlayfs's command line.
+        """;
+
+    static int Main(string[] args)
+    {
+        try
+        {
+            string self = Path.GetFileName(Environment.ProcessPath ?? "unionfs");
+            if (self == "fuse-overlayfs" || (args.Length > 0 && args[0] == "-o")) return MountCommand.Run(args);
+            if (args.Length == 0) { Console.Error.Write(Usage); return 2; }
+            return args[0] switch
+            {
+                "-h" or "--help" or "help" => Help(),
+                "-V" or "--version" or "version" => Version(),
+                "mount" => MountCommand.Run(args[1..]),
+                "umount" or "unmount" => Umount(args[1..]),
+                "loopback" => Loopback(args[1..]),
+                _ => Fail($"unknown command '{args[0]}' (see unionfs --help)", 2),
+            };
+        }
+        catch (UsageException e) { return Fail(e.Message, 2); }
+        catch (IOException e) { return Fail(e.Message, 1); }
+    }
+
+    internal static int Fail(string message, int code)
+    {
+        Console.Error.WriteLine("unionfs: " + message);
+        return code;
+    }
+
+    static int Help() { Console.Out.Write(Usage); return 0; }
+
+    static int Version()
+    {
+        var v = typeof(Program).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0";
+        Console.Out.WriteLine($"unionfs version {v.Split('+')[0]}");
+        Console.Out.WriteLine("FUSE protocol 7.45 (kernel interface implemented in-process)");
+        return 0;
+    }
+
+    static int Umount(string[] args)
+    {
+        if (args.Length != 1) throw new UsageException("usage: unionfs umount MNT");
+        FuseMount.Unmount(Path.GetFullPath(args[0]));
+        return 0;
+    }
+
+    /// <summary>unionfs loopback [-f] [-d] SRC MNT: the protocol layer's reference filesystem (not a union).</summary>
+    static int Loopback(string[] args)
+    {
+        var flags = CommonFlags.Parse(args, out var rest);
+        if (rest.Count != 2) throw new UsageException("usage: unionfs loopback [-f] [-d] SRC MNT");
+        string src = Path.GetFullPath(rest[0]), mnt = Path.GetFullPath(rest[1]);
+        if (!Directory.Exists(src)) throw new UsageException($"loopback: source {src}: no such directory");
+        if (!Directory.Exists(mnt)) throw new UsageException($"loopback: mountpoint {mnt}: no such directory");
+        var log = Logging.Create(flags.Debug);
+        var options = new FuseMountOptions
+        {
+            FsName = src, Subtype = "unionfs-loopback", AllowOther = true, DefaultPermissions = true,
+            NoSuid = false, NoDev = false, Debug = flags.Debug,
+        };
+        return Daemon.Run(() => FuseSession.Start(mnt, new LoopbackFileSystem(src), options, log), flags.Foreground, log);
+    }
+}
+
+sealed class UsageException(string message) : Exception(message);
+
+record struct CommonFlags(bool Foreground, bool Debug)
+{
+    /// <summary>Takes -f/-d out of <paramref name="args"/>; what remains is returned in <paramref name="rest"/>.</summary>
+    public static CommonFlags Parse(string[] args, out List<string> rest)
+    {
+        var flags = new CommonFlags();
+        rest = new List<string>();
+        foreach (var a in args)
+        {
+            switch (a)
+            {
+                case "-f" or "--foreground": flags.Foreground = true; break;
+                case "-d" or "--debug": flags.Debug = true; flags.Foreground = true; break;
+                default: rest.Add(a); break;
+            }
+        }
+        return flags;
+    }
+}
+
+static class Logging
+{
+    public static ILogger Create(bool debug, string category = "unionfs")
+    {
+        var factory = LoggerFactory.Create(b =>
+        {
+            b.SetMinimumLevel(debug ? LogLevel.Debug : LogLevel.Warning);
+            b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.ffffff "; });
+            b.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+        });
+        return factory.CreateLogger(category);
+    }
+}

@@ -1,0 +1,62 @@
+using System.Runtime.CompilerServices;
+using UnionFs.Fuse.Kernel;
+using UnionFs.Posix;
+
+namespace UnionFs.Fuse;
+
+/// <summary>Small conversions shared by filesystems built on this layer.</summary>
+public static unsafe class FsUtil
+{
+    /// <summary>Fills a FUSE attr from statx; <paramref name="ino"/> is the st_ino users will see.</summary>
+    public static void ToAttr(in Statx st, ulong ino, ref Attr attr)
+    {
+        attr.Ino = ino;
+        attr.Size = st.Size;
+        attr.Blocks = st.Blocks;
+        attr.ATime = (ulong)st.ATime.Sec; attr.ATimeNsec = st.ATime.Nsec;
+        attr.MTime = (ulong)st.MTime.Sec; attr.MTimeNsec = st.MTime.Nsec;
+        attr.CTime = (ulong)st.CTime.Sec; attr.CTimeNsec = st.CTime.Nsec;
+        attr.Mode = st.Mode;
+        attr.NLink = st.NLink;
+        attr.Uid = st.Uid;
+        attr.Gid = st.Gid;
+        attr.RDev = (uint)Libc.MakeDev(st.RDevMajor, st.RDevMinor);
+        attr.BlkSize = st.BlkSize;
+        attr.Flags = 0;
+    }
+
+    public static void ToStatFs(in StatVfs s, ref StatFsOut o, uint nameMaxReserve = 0)
+    {
+        o.Blocks = s.Blocks; o.BFree = s.BFree; o.BAvail = s.BAvail; o.Files = s.Files; o.FFree = s.FFree;
+        o.BSize = (uint)s.BSize; o.FrSize = (uint)s.FrSize; o.NameLen = (uint)s.NameMax - nameMaxReserve;
+    }
+
+    /// <summary>Writes "/proc/self/fd/N\0" into <paramref name="buffer"/> (at least 32 bytes) and returns a pointer to it.
+    /// The way to reach an O_PATH descriptor with calls that take only a path (xattrs, reopen, utimes).</summary>
+    public static byte* ProcFdPath(int fd, byte* buffer)
+    {
+        ReadOnlySpan<byte> prefix = "/proc/self/fd/"u8;
+        var span = new Span<byte>(buffer, 32);
+        prefix.CopyTo(span);
+        fd.TryFormat(span[prefix.Length..], out int n);
+        span[prefix.Length + n] = 0;
+        return buffer;
+    }
+
+    /// <summary>(len, ino, off, type, name) of each linux_dirent64 record in a getdents64 buffer.</summary>
+    public static int NextDirent(ReadOnlySpan<byte> buf, int at, out ulong ino, out byte type, out ReadOnlySpan<byte> name)
+    {
+        ino = Unsafe.ReadUnaligned<ulong>(ref Unsafe.AsRef(in buf[at]));
+        ushort reclen = Unsafe.ReadUnaligned<ushort>(ref Unsafe.AsRef(in buf[at + 16]));
+        type = buf[at + 18];
+        var raw = buf.Slice(at + 19, reclen - 19);
+        name = raw[..raw.IndexOf((byte)0)];
+        return at + reclen;
+    }
+
+    public static bool IsDotOrDotDot(ReadOnlySpan<byte> name) =>
+        (name.Length == 1 && name[0] == '.') || (name.Length == 2 && name[0] == '.' && name[1] == '.');
+
+    public static int Err(int result) => result < 0 ? Errno.Last : 0;
+    public static int Err(nint result) => result < 0 ? Errno.Last : 0;
+}

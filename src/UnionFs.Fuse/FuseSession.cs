@@ -1,0 +1,262 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
+using UnionFs.Fuse.Kernel;
+using UnionFs.Posix;
+
+namespace UnionFs.Fuse;
+
+/// <summary>
+/// One mounted FUSE connection: the INIT handshake, a reader thread per cloned /dev/fuse descriptor, and
+/// the daemon-to-kernel calls (notifications, passthrough backing files). Each worker owns two pinned
+/// buffers, so serving a request allocates nothing.
+/// </summary>
+public sealed unsafe class FuseSession : IDisposable
+{
+    public const uint MaxWrite = 1 << 20;
+    const int BufferSize = (int)MaxWrite + 4096;
+    const uint ProtocolMinor = 45;
+
+    readonly IFuseFileSystem _fs;
+    readonly FuseMountOptions _options;
+    readonly ILogger _log;
+    readonly int _masterFd;
+    readonly List<int> _fds = new();
+    readonly List<Thread> _threads = new();
+    readonly CountdownEvent _running = new(1);
+    int _disposed;
+
+    public string Mountpoint { get; }
+    /// <summary>The capability bits both sides agreed on at INIT.</summary>
+    public InitFlags Negotiated { get; private set; }
+    public uint KernelMinor { get; private set; }
+    public bool PassthroughEnabled => (Negotiated & InitFlags.Passthrough) != 0;
+
+    FuseSession(string mountpoint, int fd, IFuseFileSystem fs, FuseMountOptions options, ILogger log)
+    {
+        Mountpoint = mountpoint; _masterFd = fd; _fs = fs; _options = options; _log = log;
+        _fds.Add(fd);
+    }
+
+    /// <summary>Mounts, answers INIT and starts the workers. Returns once the mount is live.</summary>
+    public static FuseSession Start(string mountpoint, IFuseFileSystem fs, FuseMountOptions options, ILogger log)
+    {
+        int fd = FuseMount.Mount(mountpoint, options);
+        var session = new FuseSession(mountpoint, fd, fs, options, log);
+        try
+        {
+            session.Handshake();
+            session.StartWorkers();
+        }
+        catch
+        {
+            try { FuseMount.Unmount(mountpoint, lazy: true); } catch (Exception e) { log.LogDebug(e, "unmount after failed start"); }
+            session.CloseFds();
+            throw;
+        }
+        return session;
+    }
+
+    void Handshake()
+    {
+        byte* buf = (byte*)NativeMemory.AlignedAlloc(BufferSize, 4096);
+        try
+        {
+            nint n;
+            do n = Libc.read(_masterFd, buf, BufferSize); while (n < 0 && Errno.Last == Errno.EINTR);
+            if (n < 0) throw new PosixException(Errno.Last, "read INIT", "/dev/fuse");
+            var h = Unsafe.Read<InHeader>(buf);
+            if (h.Opcode != Opcode.Init || n < sizeof(InHeader) + 16) throw new IOException($"FUSE: expected INIT, got {h.Opcode}");
+            var init = new InitIn();
+            Buffer.MemoryCopy(buf + sizeof(InHeader), &init, sizeof(InitIn), Math.Min(sizeof(InitIn), (int)n - sizeof(InHeader)));
+            if (init.Major != 7) throw new IOException($"FUSE: kernel speaks protocol {init.Major}.{init.Minor}, this daemon 7.x");
+
+            ulong offered = init.Flags | ((init.Flags & (uint)InitFlags.InitExt) != 0 ? (ulong)init.Flags2 << 32 : 0);
+            ulong wanted = (ulong)(InitFlags.AsyncRead | InitFlags.AtomicOTrunc | InitFlags.BigWrites | InitFlags.AutoInvalData
+                | InitFlags.DoReaddirplus | InitFlags.ReaddirplusAuto | InitFlags.AsyncDio | InitFlags.ParallelDirops
+                | InitFlags.AbortError | InitFlags.MaxPages | InitFlags.CacheSymlinks | InitFlags.SetxattrExt | InitFlags.InitExt
+                | InitFlags.NoExportSupport | InitFlags.DirectIoAllowMmap);
+            if (_options.PosixAcl && _options.DefaultPermissions) wanted |= (ulong)InitFlags.PosixAcl;
+            if (_options.PassthroughStackDepth > 0) wanted |= (ulong)InitFlags.Passthrough;
+            ulong agreed = offered & wanted;
+            Negotiated = (InitFlags)agreed;
+            KernelMinor = Math.Min(init.Minor, ProtocolMinor);
+
+            var reply = new InitOut
+            {
+                Major = 7, Minor = KernelMinor, MaxReadahead = init.MaxReadahead,
+                Flags = (uint)agreed, Flags2 = (uint)(agreed >> 32),
+                MaxBackground = 128, CongestionThreshold = 96, MaxWrite = MaxWrite, TimeGran = 1,
+                MaxPages = (ushort)Math.Min(256, MaxPagesLimit()),
+                MaxStackDepth = PassthroughEnabled ? _options.PassthroughStackDepth : 0,
+            };
+            var outHeader = new OutHeader { Len = (uint)(sizeof(OutHeader) + sizeof(InitOut)), Unique = h.Unique };
+            Unsafe.Write(buf, outHeader);
+            Unsafe.Write(buf + sizeof(OutHeader), reply);
+            if (Libc.write(_masterFd, buf, (nint)outHeader.Len) < 0) throw new PosixException(Errno.Last, "write INIT reply", "/dev/fuse");
+            _log.LogDebug("INIT: kernel 7.{Minor}, offered {Offered:x}, agreed {Agreed:x}", init.Minor, offered, agreed);
+        }
+        finally { NativeMemory.AlignedFree(buf); }
+        _fs.Initialized(this);
+    }
+
+    static int MaxPagesLimit()
+    {
+        try { return int.Parse(File.ReadAllText("/proc/sys/fs/fuse/max_pages_limit").Trim()); }
+        catch (Exception) { return 256; }
+    }
+
+    void StartWorkers()
+    {
+        int workers = Math.Max(1, _options.Workers);
+        for (int i = 1; i < workers; i++)
+        {
+            int fd = Libc.open("/dev/fuse", Libc.O_RDWR | Libc.O_CLOEXEC, 0);
+            uint master = (uint)_masterFd;
+            if (fd < 0 || Libc.ioctl(fd, Ioctl.DevClone, &master) < 0)
+            {
+                // Without cloning, extra readers share the master fd: still correct, a little more contention.
+                _log.LogDebug("FUSE_DEV_IOC_CLONE failed ({Error}); sharing the master fd", Errno.Describe(Errno.Last));
+                if (fd >= 0) Libc.close(fd);
+                fd = _masterFd;
+            }
+            else _fds.Add(fd);
+            StartWorker(fd, i);
+        }
+        StartWorker(_masterFd, 0);
+        _running.Signal();
+    }
+
+    void StartWorker(int fd, int index)
+    {
+        _running.AddCount();
+        var t = new Thread(() => Serve(fd)) { IsBackground = true, Name = $"fuse-worker-{index}" };
+        _threads.Add(t);
+        t.Start();
+    }
+
+    void Serve(int fd)
+    {
+        byte* inBuf = (byte*)NativeMemory.AlignedAlloc(BufferSize, 4096);
+        byte* outBuf = (byte*)NativeMemory.AlignedAlloc(BufferSize, 4096);
+        var dispatcher = new RequestDispatcher(_fs, _options.Debug ? _log : null)
+        {
+            SetxattrExt = (Negotiated & InitFlags.SetxattrExt) != 0,
+        };
+        try
+        {
+            while (true)
+            {
+                nint n = Libc.read(fd, inBuf, BufferSize);
+                if (n < 0)
+                {
+                    int e = Errno.Last;
+                    if (e is Errno.EINTR or Errno.EAGAIN or Errno.ENOENT) continue;
+                    if (e is not (Errno.ENODEV or Errno.ECONNABORTED or Errno.EBADF))
+                        _log.LogError("read /dev/fuse: {Error}", Errno.Describe(e));
+                    break;
+                }
+                int len;
+                try
+                {
+                    len = dispatcher.Dispatch(new ReadOnlySpan<byte>(inBuf, (int)n), new Span<byte>(outBuf, BufferSize));
+                }
+                catch (Exception ex)
+                {
+                    // A bug in a handler must not take the mount down: answer EIO and keep serving.
+                    var h = Unsafe.Read<InHeader>(inBuf);
+                    _log.LogError(ex, "{Op} on node {Node} failed", h.Opcode, h.NodeId);
+                    if (h.Opcode is Opcode.Forget or Opcode.BatchForget or Opcode.Interrupt) continue;
+                    Unsafe.Write(outBuf, new OutHeader { Len = 16, Error = -Errno.EIO, Unique = h.Unique });
+                    len = 16;
+                }
+                if (len == 0) continue;
+                if (Libc.write(fd, outBuf, len) < 0)
+                {
+                    int e = Errno.Last;
+                    if (e == Errno.ENOENT) continue; // the request was interrupted and is gone
+                    if (e is Errno.ENODEV or Errno.ECONNABORTED) break;
+                    _log.LogError("write reply to /dev/fuse: {Error}", Errno.Describe(e));
+                }
+            }
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(inBuf);
+            NativeMemory.AlignedFree(outBuf);
+            _running.Signal();
+        }
+    }
+
+    /// <summary>Blocks until every worker has stopped (the filesystem was unmounted or aborted).</summary>
+    public void Wait()
+    {
+        _running.Wait();
+        _fs.Destroyed();
+    }
+
+    /// <summary>Unmounts; the workers then see ENODEV and stop.</summary>
+    public void Unmount() => FuseMount.Unmount(Mountpoint);
+
+    /// <summary>Registers <paramref name="fd"/> as a passthrough backing file; returns the id or a negative errno.</summary>
+    public int OpenBacking(int fd)
+    {
+        var map = new BackingMap { Fd = fd };
+        int id = Libc.ioctl(_masterFd, Ioctl.BackingOpen, &map);
+        return id < 0 ? -Errno.Last : id;
+    }
+
+    public void CloseBacking(int id)
+    {
+        uint v = (uint)id;
+        Libc.ioctl(_masterFd, Ioctl.BackingClose, &v);
+    }
+
+    /// <summary>Drops the kernel's cached attributes (off &lt; 0) or page-cache range of a node. Never call it from
+    /// inside a handler for a related request; see the protocol notes on notification deadlocks.</summary>
+    public int NotifyInvalidateInode(ulong node, long offset, long length)
+    {
+        var body = new NotifyInvalInodeOut { Ino = node, Off = offset, Len = length };
+        return Notify(2, &body, sizeof(NotifyInvalInodeOut), ReadOnlySpan<byte>.Empty);
+    }
+
+    /// <summary>Drops the kernel's cached dentry for parent/name.</summary>
+    public int NotifyInvalidateEntry(ulong parent, ReadOnlySpan<byte> name)
+    {
+        var body = new NotifyInvalEntryOut { Parent = parent, NameLen = (uint)name.Length };
+        return Notify(3, &body, sizeof(NotifyInvalEntryOut), name);
+    }
+
+    int Notify(int code, void* body, int bodySize, ReadOnlySpan<byte> name)
+    {
+        byte zero = 0;
+        int total = sizeof(OutHeader) + bodySize + (name.IsEmpty ? 0 : name.Length + 1);
+        var header = new OutHeader { Len = (uint)total, Error = code, Unique = 0 };
+        fixed (byte* np = name)
+        {
+            IoVec* iov = stackalloc IoVec[4];
+            iov[0] = new IoVec { Base = (nint)(&header), Length = sizeof(OutHeader) };
+            iov[1] = new IoVec { Base = (nint)body, Length = bodySize };
+            int count = 2;
+            if (!name.IsEmpty)
+            {
+                iov[2] = new IoVec { Base = (nint)np, Length = name.Length };
+                iov[3] = new IoVec { Base = (nint)(&zero), Length = 1 };
+                count = 4;
+            }
+            return Libc.writev(_masterFd, iov, count) < 0 ? -Errno.Last : 0;
+        }
+    }
+
+    void CloseFds()
+    {
+        foreach (int fd in _fds) Libc.close(fd);
+        _fds.Clear();
+    }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        CloseFds();
+    }
+}
