@@ -1,6 +1,96 @@
+using UnionFs.Fuse;
+using UnionFs.Overlay;
+using UnionFs.Posix;
+
 namespace UnionFs.Cli;
 
+/// <summary>
+/// unionfs mount [-f] [-d] -o OPTS MNT, and the fuse-overlayfs command line (-o OPTS MNT) that container tools use
+/// as a mount_program. Validation happens before anything is mounted, so a bad call leaves nothing behind.
+/// </summary>
 static class MountCommand
 {
-    public static int Run(string[] args) => throw new UsageException("mount: not yet available");
+    public static int Run(string[] args)
+    {
+        var flags = CommonFlags.Parse(args, out var rest);
+        var optionStrings = new List<string>();
+        var positional = new List<string>();
+        for (int i = 0; i < rest.Count; i++)
+        {
+            string a = rest[i];
+            if (a == "-o")
+            {
+                if (++i >= rest.Count) throw new UsageException("mount: -o needs an option string");
+                optionStrings.Add(rest[i]);
+            }
+            else if (a.StartsWith("-o")) optionStrings.Add(a[2..]);
+            else if (a is "--version" or "-V") { Console.Out.WriteLine("fuse-overlayfs: unionfs 0.1.0 (compatible)"); Console.Out.WriteLine("FUSE library version 3.14 (in-process protocol 7.45)"); return 0; }
+            else if (a is "--help" or "-h") { Console.Out.WriteLine("usage: unionfs mount [-f] [-d] -o lowerdir=L1:L2,upperdir=U,workdir=W MNT"); return 0; }
+            else if (a.StartsWith('-')) throw new UsageException($"mount: unknown flag {a}");
+            else positional.Add(a);
+        }
+        // fuse-overlayfs also accepts "source mountpoint"; the source is informational there too.
+        if (positional.Count is < 1 or > 2) throw new UsageException("usage: unionfs mount [-f] [-d] -o lowerdir=L1:L2,upperdir=U,workdir=W MNT");
+        string mountpoint = Path.GetFullPath(positional[^1]);
+
+        bool asRoot = Libc.getuid() == 0;
+        OverlayOptions options;
+        try { options = OverlayOptions.Parse(optionStrings, asRoot); }
+        catch (ArgumentException e) { throw new UsageException("mount: " + e.Message); }
+        catch (FormatException e) { throw new UsageException("mount: bad option value: " + e.Message); }
+        Validate(options, mountpoint);
+
+        var log = Logging.Create(flags.Debug);
+        var fuseOptions = new FuseMountOptions
+        {
+            FsName = options.FsName ?? "unionfs",
+            Subtype = "unionfs",
+            AllowOther = options.AllowOther,
+            DefaultPermissions = options.DefaultPermissions,
+            ReadOnly = !options.Writable,
+            NoSuid = options.NoSuid,
+            NoDev = options.NoDev,
+            NoExec = options.NoExec,
+            NoAtime = options.NoAtime,
+            Context = options.Context,
+            Workers = options.Workers,
+            PosixAcl = options.Acl,
+            Debug = flags.Debug,
+        };
+        return Daemon.Run(() =>
+        {
+            // Layers are opened here, in the process that serves them, before the mount goes live.
+            var fs = new OverlayFileSystem(options, log);
+            try { return FuseSession.Start(mountpoint, fs, fuseOptions, log); }
+            catch { fs.Dispose(); throw; }
+        }, flags.Foreground, log);
+    }
+
+    /// <summary>The reasons a mount must be refused, each one line naming the path.</summary>
+    static void Validate(OverlayOptions o, string mountpoint)
+    {
+        static string Real(string p, string what)
+        {
+            var full = Path.GetFullPath(p);
+            if (!Directory.Exists(full)) throw new UsageException($"mount: {what} {p}: no such directory");
+            var info = new DirectoryInfo(full);
+            return info.ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? full;
+        }
+        static bool Inside(string a, string b) => a == b || a.StartsWith(b.TrimEnd('/') + "/", StringComparison.Ordinal);
+
+        var lowers = o.LowerDirs.Select(l => Real(l, "lowerdir")).ToList();
+        string? upper = o.UpperDir is null ? null : Real(o.UpperDir, "upperdir");
+        string? work = o.WorkDir is null ? null : Real(o.WorkDir, "workdir");
+        string mnt = Real(mountpoint, "mountpoint");
+        foreach (var l in lowers)
+        {
+            if (Inside(mnt, l)) throw new UsageException($"mount: mountpoint {mountpoint} is inside lowerdir {l}");
+            if (upper is not null && Inside(upper, l)) throw new UsageException($"mount: upperdir {upper} is inside lowerdir {l}");
+        }
+        if (upper is not null)
+        {
+            if (Inside(mnt, upper)) throw new UsageException($"mount: mountpoint {mountpoint} is inside upperdir {upper}");
+            if (Inside(work!, upper) || Inside(upper, work!)) throw new UsageException($"mount: upperdir {upper} and workdir {work} overlap");
+        }
+    }
 }

@@ -10,7 +10,7 @@ public static partial class Errno
         ENOTDIR = 20, EISDIR = 21, EINVAL = 22, ENFILE = 23, EMFILE = 24, ENOTTY = 25, ETXTBSY = 26, EFBIG = 27,
         ENOSPC = 28, ESPIPE = 29, EROFS = 30, EMLINK = 31, ERANGE = 34, ENAMETOOLONG = 36, ENOSYS = 38,
         ENOTEMPTY = 39, ELOOP = 40, ENODATA = 61, EPROTO = 71, EOVERFLOW = 75, EOPNOTSUPP = 95,
-        ECONNABORTED = 103, ENOTCONN = 107, ESTALE = 116;
+        ECONNABORTED = 103, ENOTSUP = 95, ENOTCONN = 107, ESTALE = 116;
 
     /// <summary>The errno of the last failed P/Invoke on this thread.</summary>
     public static int Last => Marshal.GetLastPInvokeError();

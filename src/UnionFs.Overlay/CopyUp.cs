@@ -1,0 +1,259 @@
+using System.Buffers;
+using UnionFs.Posix;
+
+namespace UnionFs.Overlay;
+
+// copy_up: bringing a lower object into the upper before it changes (checklist §7). A copy is built in the work
+// directory and renamed into place, so a crash leaves either the lower object or the complete copy, never a part.
+public sealed unsafe partial class OverlayFileSystem
+{
+    /// <summary>A fresh name in the work directory, NUL-terminated.</summary>
+    byte[] TempName() => System.Text.Encoding.ASCII.GetBytes($"#{Environment.ProcessId:x}-{Interlocked.Increment(ref _tempCounter):x}\0");
+
+    /// <summary>
+    /// Gives directory <paramref name="dir"/> an upper part (copying its ancestors first) and returns the upper
+    /// descriptor. Only the directory itself is copied, with its metadata; its children stay where they are.
+    /// Caller holds <see cref="_ns"/>.
+    /// </summary>
+    int CopyUpDir(Node dir, out int upperFd)
+    {
+        upperFd = -1;
+        if (!HasUpper) return Errno.EROFS;
+        var dirs = dir.Dirs;
+        if (dirs.Length > 0 && dirs[0].Layer == 0) { upperFd = dirs[0].Fd; return 0; }
+        var loc = dir.Loc;
+        if (loc.Parent is null) return Errno.ESTALE;
+        int e = CopyUpDir(loc.Parent, out int parentFd);
+        if (e != 0) return e;
+
+        Statx st;
+        if (Libc.statx(dirs[0].Fd, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &st) < 0) return Errno.Last;
+        fixed (byte* tmp = TempName()) fixed (byte* name = loc.NameZ)
+        {
+            if (Libc.mkdirat(_workFd, tmp, 0700) < 0) return Errno.Last;
+            e = CopyMetadata(dirs[0].Fd, ReadOnlySpan<byte>.Empty, tmp, st, dir.Ino);
+            if (e == 0 && Libc.renameat2(_workFd, tmp, parentFd, name, Libc.RENAME_NOREPLACE) < 0) e = Errno.Last;
+            if (e != 0) { Libc.unlinkat(_workFd, tmp, Libc.AT_REMOVEDIR); return e; }
+            int fd = Libc.openat(parentFd, name, Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0);
+            if (fd < 0) return Errno.Last;
+            Libc.statx(fd, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &st);
+            dir.Dirs = [new LayerDir(0, fd), .. dirs];
+            dir.Loc = loc with { Layer = 0 };
+            _nodes.Rekey(dir, (0, st.Dev, st.Ino));
+            upperFd = fd;
+        }
+        MarkImpure(loc.Parent);
+        return 0;
+    }
+
+    /// <summary>An upper directory holding copied-up children: their st_ino must be read from the origin xattr.</summary>
+    void MarkImpure(Node dir)
+    {
+        if (dir.Impure) return;
+        dir.Impure = true;
+        Markers.SetXattr(dir.Dirs[0].Fd, ReadOnlySpan<byte>.Empty, _x.Impure, "y"u8);
+    }
+
+    /// <summary>
+    /// Copies a non-directory up. With <paramref name="withData"/> false (open with O_TRUNC, truncate to 0) only
+    /// an empty file with the same metadata is made. Concurrent copy-ups of one node wait for the first.
+    /// </summary>
+    int CopyUpFile(Node node, bool withData)
+    {
+        if (!HasUpper) return Errno.EROFS;
+        if (node.IsDir) { lock (_ns) return CopyUpDir(node, out _); }
+        lock (node.CopyUpLock)
+        {
+            if (node.Layer == 0) return 0;
+            var loc = node.Loc;
+            if (loc.Parent is null || node.Unlinked) return Errno.ESTALE;
+            int parentFd, e;
+            lock (_ns) e = CopyUpDir(loc.Parent, out parentFd);
+            if (e != 0) return e;
+            int srcDir = loc.Parent.DirFd(loc.Layer);
+            Statx st;
+            byte[] tmpName = TempName();
+            fixed (byte* name = loc.NameZ) fixed (byte* tmp = tmpName)
+            {
+                if (Libc.statx(srcDir, name, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st) < 0) return Errno.Last;
+                e = MakeCopy(srcDir, name, tmp, st, withData);
+                if (e == 0) e = CopyMetadata(srcDir, loc.Name, tmp, st, node.Ino);
+                if (e != 0) { Libc.unlinkat(_workFd, tmp, 0); return e; }
+                lock (_ns)
+                {
+                    if (Libc.renameat2(_workFd, tmp, parentFd, name, Libc.RENAME_NOREPLACE) < 0)
+                    {
+                        e = Errno.Last;
+                        Libc.unlinkat(_workFd, tmp, 0);
+                        return e == Errno.EEXIST ? Errno.ENOENT : e; // the name was removed meanwhile
+                    }
+                    Libc.statx(parentFd, name, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st);
+                    node.Loc = loc with { Layer = 0 };
+                    _nodes.Rekey(node, (0, st.Dev, st.Ino));
+                    MarkImpure(loc.Parent);
+                }
+            }
+            return 0;
+        }
+    }
+
+    /// <summary>Creates the copy's object in the work directory: data for files, target for links, rdev for nodes.</summary>
+    int MakeCopy(int srcDir, byte* name, byte* tmp, in Statx st, bool withData)
+    {
+        switch (st.Type)
+        {
+            case Libc.S_IFREG:
+            {
+                int dst = Libc.openat(_workFd, tmp, Libc.O_CREAT | Libc.O_EXCL | Libc.O_WRONLY | Libc.O_CLOEXEC, 0600);
+                if (dst < 0) return Errno.Last;
+                int e = 0;
+                if (withData && st.Size > 0)
+                {
+                    int src = Libc.openat(srcDir, name, Libc.O_RDONLY | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0);
+                    if (src < 0) e = Errno.Last;
+                    else { e = CopyData(src, dst, (long)st.Size); Libc.close(src); }
+                }
+                if (e == 0 && !_options.Volatile && Libc.fsync(dst) < 0) e = Errno.Last;
+                Libc.close(dst);
+                return e;
+            }
+            case Libc.S_IFLNK:
+            {
+                byte* target = stackalloc byte[4097];
+                nint n = Libc.readlinkat(srcDir, name, target, 4096);
+                if (n < 0) return Errno.Last;
+                target[n] = 0;
+                return Libc.symlinkat(target, _workFd, tmp) < 0 ? Errno.Last : 0;
+            }
+            default: // fifo, socket, device: the node itself, no data
+                return Libc.mknodat(_workFd, tmp, st.Mode, st.RDev) < 0 ? Errno.Last : 0;
+        }
+    }
+
+    /// <summary>
+    /// Copies file data keeping holes: FICLONE (reflink) where the filesystem can, else copy_file_range over the
+    /// data extents found with SEEK_DATA/SEEK_HOLE, else read/write.
+    /// </summary>
+    static int CopyData(int src, int dst, long size)
+    {
+        if (Libc.ioctl(dst, Libc.FICLONE, (nint)src) == 0) return 0;
+        long offset = 0;
+        while (offset < size)
+        {
+            long data = Libc.lseek(src, offset, Libc.SEEK_DATA);
+            if (data < 0) { if (Errno.Last == Errno.ENXIO) break; data = offset; }
+            long hole = Libc.lseek(src, data, Libc.SEEK_HOLE);
+            if (hole < 0) hole = size;
+            int e = CopyRange(src, dst, data, hole - data);
+            if (e != 0) return e;
+            offset = hole;
+        }
+        return Libc.ftruncate(dst, size) < 0 ? Errno.Last : 0;
+    }
+
+    static int CopyRange(int src, int dst, long offset, long length)
+    {
+        long inOff = offset, outOff = offset, left = length;
+        while (left > 0)
+        {
+            nint n = Libc.copy_file_range(src, &inOff, dst, &outOff, (nint)Math.Min(left, 1L << 30), 0);
+            if (n > 0) { left -= n; continue; }
+            if (n == 0) return 0;
+            int e = Errno.Last;
+            if (e == Errno.EINTR) continue;
+            if (e is Errno.EXDEV or Errno.EINVAL or Errno.ENOSYS or Errno.EOPNOTSUPP) return ReadWriteCopy(src, dst, inOff, left);
+            return e;
+        }
+        return 0;
+    }
+
+    static int ReadWriteCopy(int src, int dst, long offset, long length)
+    {
+        byte[] buf = ArrayPool<byte>.Shared.Rent(1 << 20);
+        try
+        {
+            fixed (byte* b = buf)
+            {
+                while (length > 0)
+                {
+                    nint n = Libc.pread(src, b, (nint)Math.Min(length, buf.Length), offset);
+                    if (n < 0) { if (Errno.Last == Errno.EINTR) continue; return Errno.Last; }
+                    if (n == 0) return 0;
+                    for (nint done = 0; done < n;)
+                    {
+                        nint w = Libc.pwrite(dst, b + done, n - done, offset + done);
+                        if (w < 0) { if (Errno.Last == Errno.EINTR) continue; return Errno.Last; }
+                        done += w;
+                    }
+                    offset += n; length -= n;
+                }
+            }
+        }
+        finally { ArrayPool<byte>.Shared.Return(buf); }
+        return 0;
+    }
+
+    /// <summary>
+    /// Gives the copy (work/tmp) the source's owner, xattrs (not the union's private ones), origin, mode and times,
+    /// in that order: chown may clear set-id bits, and every change bumps ctime/mtime, so mode and times go last.
+    /// <paramref name="srcName"/> empty means <paramref name="srcDir"/> is the source itself (a directory).
+    /// </summary>
+    int CopyMetadata(int srcDir, ReadOnlySpan<byte> srcName, byte* tmp, in Statx st, ulong ino)
+    {
+        if (Libc.fchownat(_workFd, tmp, st.Uid, st.Gid, Libc.AT_SYMLINK_NOFOLLOW) < 0) return Errno.Last;
+        int tmpLen = new ReadOnlySpan<byte>(tmp, 300).IndexOf((byte)0);
+        var tmpName = new ReadOnlySpan<byte>(tmp, tmpLen);
+        int e = CopyXattrs(srcDir, srcName, tmpName);
+        if (e != 0) return e;
+        Markers.SetXattr(_workFd, tmpName, _x.Origin, new ReadOnlySpan<byte>(&ino, 8));
+        if (st.Type != Libc.S_IFLNK && Libc.fchmodat(_workFd, tmp, st.Mode & 0xFFFu, 0) < 0) return Errno.Last;
+        Timespec* ts = stackalloc Timespec[2];
+        ts[0] = new Timespec { Sec = st.ATime.Sec, Nsec = st.ATime.Nsec };
+        ts[1] = new Timespec { Sec = st.MTime.Sec, Nsec = st.MTime.Nsec };
+        return Libc.utimensat(_workFd, tmp, ts, Libc.AT_SYMLINK_NOFOLLOW) < 0 ? Errno.Last : 0;
+    }
+
+    int CopyXattrs(int srcDir, ReadOnlySpan<byte> srcName, ReadOnlySpan<byte> tmpName)
+    {
+        byte* src = stackalloc byte[Markers.PathBufferSize];
+        byte* dst = stackalloc byte[Markers.PathBufferSize];
+        Markers.AtPath(srcDir, srcName, src);
+        Markers.AtPath(_workFd, tmpName, dst);
+        bool follow = srcName.IsEmpty;
+        byte[] list = ArrayPool<byte>.Shared.Rent(65536);
+        byte[] value = ArrayPool<byte>.Shared.Rent(65536);
+        try
+        {
+            fixed (byte* l = list) fixed (byte* v = value)
+            {
+                nint n = follow ? Libc.listxattr(src, l, list.Length) : Libc.llistxattr(src, l, list.Length);
+                if (n < 0) return Errno.Last is Errno.EOPNOTSUPP or Errno.ENOTSUP ? 0 : Errno.Last;
+                for (int at = 0; at < n;)
+                {
+                    int len = new ReadOnlySpan<byte>(l + at, (int)n - at).IndexOf((byte)0);
+                    if (len < 0) break;
+                    var name = new ReadOnlySpan<byte>(l + at, len);
+                    byte* nameZ = l + at;
+                    at += len + 1;
+                    if (Markers.IsPrivateXattr(name)) continue;
+                    nint vlen = follow ? Libc.getxattr(src, nameZ, v, value.Length) : Libc.lgetxattr(src, nameZ, v, value.Length);
+                    if (vlen < 0) continue;
+                    if (Libc.lsetxattr(dst, nameZ, v, vlen, 0) < 0)
+                    {
+                        int e = Errno.Last;
+                        // File capabilities whose root id cannot be mapped, or a backing fs without that namespace.
+                        if (e is Errno.EOVERFLOW or Errno.EOPNOTSUPP or Errno.EPERM or Errno.EINVAL) continue;
+                        return e;
+                    }
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(list);
+            ArrayPool<byte>.Shared.Return(value);
+        }
+        return 0;
+    }
+}
+

@@ -1,0 +1,535 @@
+using UnionFs.Fuse;
+using UnionFs.Fuse.Kernel;
+using UnionFs.Posix;
+
+namespace UnionFs.Overlay;
+
+// dir: create, mkdir, mknod, symlink, link, unlink, rmdir, rename (checklist §10-12).
+public sealed unsafe partial class OverlayFileSystem
+{
+    enum Kind { File, Dir, Node, Symlink }
+
+    /// <summary>What is at a name before a change: the merged view's answer and the upper's own entry.</summary>
+    ref struct NameState
+    {
+        public bool Exists;          // visible in the merged view
+        public int TopIndex;         // index into the parent's Dirs when it exists
+        public bool UpperWhiteout;   // the upper holds a whiteout (char 0/0) at the name
+        public bool UpperAufsWhiteout; // the upper holds ".wh.NAME"
+        public bool LowerHasName;    // some lower layer below the upper has the name (whiteouts excluded)
+        public Statx Stat;
+    }
+
+    int Probe(Node parent, byte* nameZ, ReadOnlySpan<byte> name, out NameState s)
+    {
+        s = default;
+        var dirs = parent.Dirs;
+        int top = FindTop(dirs, 0, nameZ, name, out s.Stat);
+        if (top < 0 && top != -Errno.ENOENT) return -top;
+        s.Exists = top >= 0;
+        s.TopIndex = top;
+        int first = 0;
+        if (HasUpper && dirs.Length > 0 && dirs[0].Layer == 0)
+        {
+            first = 1;
+            Statx u;
+            if (Libc.statx(dirs[0].Fd, nameZ, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &u) == 0)
+                s.UpperWhiteout = u.IsWhiteoutDevice;
+            else if (dirs[0].AufsMarkers != 1 && Markers.HasAufsWhiteout(dirs[0].Fd, name))
+                s.UpperAufsWhiteout = true;
+        }
+        for (int i = first; i < dirs.Length; i++)
+        {
+            Statx l;
+            if (Libc.statx(dirs[i].Fd, nameZ, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &l) == 0)
+            {
+                if (!l.IsWhiteoutDevice) s.LowerHasName = true;
+                break;
+            }
+            if (Errno.Last != Errno.ENOENT || HasAufsWhiteout(dirs[i], name)) break;
+        }
+        return 0;
+    }
+
+    /// <summary>The owner a new object gets: the caller, or the directory's group under a set-group-ID directory.</summary>
+    (uint Uid, uint Gid) NewOwner(in RequestContext ctx, int parentUpperFd)
+    {
+        uint gid = HostGid(ctx.Gid);
+        Statx st;
+        if (Libc.statx(parentUpperFd, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &st) == 0 && (st.Mode & 0x400) != 0)
+            gid = st.Gid;
+        return (HostUid(ctx.Uid), gid);
+    }
+
+    /// <summary>
+    /// Creates one object at parent/name in the upper. Over a whiteout the object is built in the work directory and
+    /// renamed over it (a directory is swapped with RENAME_EXCHANGE and made opaque), so the lower object never
+    /// reappears, not even after a crash. Returns the open descriptor for files in <paramref name="fileFd"/>.
+    /// </summary>
+    int CreateObject(in RequestContext ctx, Node parent, ReadOnlySpan<byte> name, Kind kind, uint mode, ulong rdev,
+                     byte* target, int openFlags, out int fileFd)
+    {
+        fileFd = -1;
+        if (!HasUpper) return Errno.EROFS;
+        if (Markers.IsWhiteoutName(name)) return Errno.EINVAL;
+        if (name.Length > NameMax - 4) return Errno.ENAMETOOLONG;
+        byte* nameZ = stackalloc byte[NameMax + 1];
+        ToNameZ(name, nameZ);
+        lock (_ns)
+        {
+            int e = Probe(parent, nameZ, name, out var s);
+            if (e != 0) return e;
+            if (s.Exists) return Errno.EEXIST;
+            e = CopyUpDir(parent, out int pfd);
+            if (e != 0) return e;
+            var owner = NewOwner(ctx, pfd);
+            if (!s.UpperWhiteout)
+            {
+                e = MakeObject(pfd, nameZ, kind, mode, rdev, target, openFlags, owner, opaque: false, out fileFd);
+                if (e == 0 && s.UpperAufsWhiteout) e = RemoveAufsWhiteout(pfd, name);
+                return e;
+            }
+            fixed (byte* tmp = TempName())
+            {
+                e = MakeObject(_workFd, tmp, kind, mode, rdev, target, openFlags, owner, opaque: kind == Kind.Dir, out fileFd);
+                if (e != 0) return e;
+                if (kind == Kind.Dir)
+                {
+                    if (Libc.renameat2(_workFd, tmp, pfd, nameZ, Libc.RENAME_EXCHANGE) < 0) e = Errno.Last;
+                    Libc.unlinkat(_workFd, tmp, e == 0 ? 0 : Libc.AT_REMOVEDIR); // the old whiteout, or our directory
+                }
+                else if (Libc.renameat2(_workFd, tmp, pfd, nameZ, 0) < 0)
+                {
+                    e = Errno.Last;
+                    Libc.unlinkat(_workFd, tmp, 0);
+                }
+                if (e != 0 && fileFd >= 0) { Libc.close(fileFd); fileFd = -1; }
+                return e;
+            }
+        }
+    }
+
+    int MakeObject(int dirFd, byte* nameZ, Kind kind, uint mode, ulong rdev, byte* target, int openFlags,
+                   (uint Uid, uint Gid) owner, bool opaque, out int fileFd)
+    {
+        fileFd = -1;
+        int r = kind switch
+        {
+            Kind.Dir => Libc.mkdirat(dirFd, nameZ, mode & 0xFFF),
+            Kind.Symlink => Libc.symlinkat(target, dirFd, nameZ),
+            Kind.Node => Libc.mknodat(dirFd, nameZ, mode, rdev),
+            _ => fileFd = Libc.openat(dirFd, nameZ, (openFlags & ~Libc.O_EXCL) | Libc.O_CREAT | Libc.O_EXCL | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, mode & 0xFFF),
+        };
+        if (r < 0) return Errno.Last;
+        int e = 0;
+        if (_asRoot && Libc.fchownat(dirFd, nameZ, owner.Uid, owner.Gid, Libc.AT_SYMLINK_NOFOLLOW) < 0) e = Errno.Last;
+        if (e == 0 && opaque)
+        {
+            int len = new ReadOnlySpan<byte>(nameZ, NameMax + 32).IndexOf((byte)0);
+            e = Markers.SetXattr(dirFd, new ReadOnlySpan<byte>(nameZ, len), _x.Opaque, "y"u8);
+        }
+        if (e != 0)
+        {
+            if (fileFd >= 0) { Libc.close(fileFd); fileFd = -1; }
+            Libc.unlinkat(dirFd, nameZ, kind == Kind.Dir ? Libc.AT_REMOVEDIR : 0);
+        }
+        return e;
+    }
+
+    int Created(int e, Node parent, ReadOnlySpan<byte> name, ref EntryOut entry)
+    {
+        if (e != 0) return e;
+        e = LookupNode(parent, name, out var node, out var st);
+        if (e != 0) return e;
+        FillEntry(node!, st, ref entry);
+        return 0;
+    }
+
+    public int MkDir(in RequestContext ctx, ulong parent, ReadOnlySpan<byte> name, uint mode, uint umask, ref EntryOut entry)
+    {
+        if (_nodes.Get(parent) is not { } p) return Errno.ESTALE;
+        return Created(CreateObject(ctx, p, name, Kind.Dir, mode, 0, null, 0, out _), p, name, ref entry);
+    }
+
+    public int MkNod(in RequestContext ctx, ulong parent, ReadOnlySpan<byte> name, uint mode, uint rdev, uint umask, ref EntryOut entry)
+    {
+        if (_nodes.Get(parent) is not { } p) return Errno.ESTALE;
+        // The kernel's 32-bit rdev is the new_encode_dev() form: minor low byte, major, then minor high bits.
+        ulong dev = Libc.MakeDev((rdev >> 8) & 0xfff, (rdev & 0xff) | ((rdev >> 12) & 0xfff00));
+        if ((mode & Libc.S_IFMT) == Libc.S_IFCHR && dev == 0) return Errno.EPERM; // char 0/0 is a whiteout, never a device
+        var kind = (mode & Libc.S_IFMT) == Libc.S_IFREG ? Kind.File : Kind.Node;
+        int e = CreateObject(ctx, p, name, kind, mode, dev, null, Libc.O_WRONLY, out int fd);
+        if (fd >= 0) Libc.close(fd);
+        return Created(e, p, name, ref entry);
+    }
+
+    public int Symlink(in RequestContext ctx, ulong parent, ReadOnlySpan<byte> name, ReadOnlySpan<byte> target, ref EntryOut entry)
+    {
+        if (_nodes.Get(parent) is not { } p) return Errno.ESTALE;
+        if (target.Length >= 4096) return Errno.ENAMETOOLONG;
+        byte* t = stackalloc byte[target.Length + 1];
+        target.CopyTo(new Span<byte>(t, target.Length));
+        t[target.Length] = 0;
+        return Created(CreateObject(ctx, p, name, Kind.Symlink, 0777, 0, t, 0, out _), p, name, ref entry);
+    }
+
+    public int Create(in RequestContext ctx, ulong parent, ReadOnlySpan<byte> name, int flags, uint mode, uint umask, ref EntryOut entry, ref OpenOut open)
+    {
+        if (_nodes.Get(parent) is not { } p) return Errno.ESTALE;
+        int e = CreateObject(ctx, p, name, Kind.File, mode | Libc.S_IFREG, 0, null, flags & ~Libc.O_TRUNC, out int fd);
+        if (e == Errno.EEXIST && (flags & Libc.O_EXCL) == 0)
+        {
+            // open(O_CREAT) of a name that exists after all (created behind a negative dentry): open it.
+            e = LookupNode(p, name, out var existing, out var st);
+            if (e != 0) return e;
+            FillEntry(existing!, st, ref entry);
+            return Open(ctx, existing!.Id, flags & ~(Libc.O_CREAT | Libc.O_EXCL), ref open);
+        }
+        e = Created(e, p, name, ref entry);
+        if (e != 0) { if (fd >= 0) Libc.close(fd); return e; }
+        return Opened(_nodes.Get(entry.NodeId)!, fd, ref open);
+    }
+
+    public int Link(in RequestContext ctx, ulong node, ulong newParent, ReadOnlySpan<byte> newName, ref EntryOut entry)
+    {
+        if (_nodes.Get(node) is not { } n || _nodes.Get(newParent) is not { } np) return Errno.ESTALE;
+        if (n.IsDir) return Errno.EPERM;
+        if (Markers.IsWhiteoutName(newName)) return Errno.EINVAL;
+        int e = CopyUpFile(n, withData: true);
+        if (e != 0) return e;
+        byte* nameZ = stackalloc byte[NameMax + 1];
+        e = ToNameZ(newName, nameZ);
+        if (e != 0) return e;
+        lock (_ns)
+        {
+            e = Probe(np, nameZ, newName, out var s);
+            if (e != 0) return e;
+            if (s.Exists) return Errno.EEXIST;
+            e = CopyUpDir(np, out int pfd);
+            if (e != 0) return e;
+            var loc = n.Loc;
+            int srcDir = n.UnlinkedFd >= 0 ? n.UnlinkedFd : loc.Parent?.DirFd(0) ?? -1;
+            if (srcDir < 0) return Errno.ESTALE;
+            fixed (byte* srcName = n.UnlinkedFd >= 0 ? [0] : loc.NameZ)
+            {
+                int flags = n.UnlinkedFd >= 0 ? Libc.AT_EMPTY_PATH : 0;
+                if (!s.UpperWhiteout)
+                {
+                    if (Libc.linkat(srcDir, srcName, pfd, nameZ, flags) < 0) return Errno.Last;
+                    if (s.UpperAufsWhiteout) RemoveAufsWhiteout(pfd, newName);
+                }
+                else fixed (byte* tmp = TempName())
+                {
+                    if (Libc.linkat(srcDir, srcName, _workFd, tmp, flags) < 0) return Errno.Last;
+                    if (Libc.renameat2(_workFd, tmp, pfd, nameZ, 0) < 0) { e = Errno.Last; Libc.unlinkat(_workFd, tmp, 0); return e; }
+                }
+            }
+            MarkImpure(np);
+        }
+        e = StatNode(n, out var st);
+        if (e != 0) return e;
+        _nodes.Acquire(n);
+        FillEntry(n, st, ref entry);
+        return 0;
+    }
+
+    public int Unlink(in RequestContext ctx, ulong parent, ReadOnlySpan<byte> name) => Remove(parent, name, dir: false);
+    public int RmDir(in RequestContext ctx, ulong parent, ReadOnlySpan<byte> name) => Remove(parent, name, dir: true);
+
+    /// <summary>
+    /// unlink/rmdir. A name that exists only in the upper is removed; a name that a lower layer also has becomes a
+    /// whiteout, atomically (RENAME_WHITEOUT moves the upper object away and leaves the whiteout in one step).
+    /// A lower object's data is never copied.
+    /// </summary>
+    int Remove(ulong parentId, ReadOnlySpan<byte> name, bool dir)
+    {
+        if (_nodes.Get(parentId) is not { } parent) return Errno.ESTALE;
+        if (!HasUpper) return Errno.EROFS;
+        int e = LookupNode(parent, name, out var node, out var st);
+        if (e != 0) return e;
+        try
+        {
+            if (dir && !node!.IsDir) return Errno.ENOTDIR;
+            if (!dir && node!.IsDir) return Errno.EISDIR;
+            byte* nameZ = stackalloc byte[NameMax + 1];
+            ToNameZ(name, nameZ);
+            lock (_ns)
+            {
+                if (dir && !IsMergedDirEmpty(node)) return Errno.ENOTEMPTY;
+                e = Probe(parent, nameZ, name, out var s);
+                if (e != 0) return e;
+                if (!s.Exists) return Errno.ENOENT;
+                e = CopyUpDir(parent, out int pfd);
+                if (e != 0) return e;
+                KeepIfStillReachable(node, parent, name, st);
+                bool inUpper = parent.Dirs[s.TopIndex].Layer == 0;
+                if (!inUpper) e = WriteWhiteout(pfd, nameZ, name);
+                else if (!s.LowerHasName) e = dir ? RemoveUpperDir(pfd, nameZ) : FsUtil.Err(Libc.unlinkat(pfd, nameZ, 0));
+                else e = ReplaceWithWhiteout(pfd, nameZ, name, dir);
+                if (e == 0 && (st.NLink <= 1 || dir)) _nodes.Detach(node);
+                return e;
+            }
+        }
+        finally { _nodes.Forget(node!.Id, 1); }
+    }
+
+    /// <summary>An object whose name goes away while open, or that has other hard links, keeps a descriptor so the
+    /// kernel's node can still reach it.</summary>
+    void KeepIfStillReachable(Node node, Node parent, ReadOnlySpan<byte> name, in Statx st)
+    {
+        if (node.IsDir || node.UnlinkedFd >= 0) return;
+        var loc = node.Loc;
+        if (loc.Parent != parent || !loc.Name.SequenceEqual(name)) return;
+        if (node.OpenCount == 0 && st.NLink <= 1) return;
+        fixed (byte* n = loc.NameZ)
+            node.UnlinkedFd = Libc.openat(parent.DirFd(loc.Layer), n, Libc.O_PATH | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0);
+    }
+
+    int ReplaceWithWhiteout(int pfd, byte* nameZ, ReadOnlySpan<byte> name, bool dir)
+    {
+        fixed (byte* tmp = TempName())
+        {
+            if (!_aufsWhiteouts && Libc.renameat2(pfd, nameZ, _workFd, tmp, Libc.RENAME_WHITEOUT) == 0)
+            {
+                RemoveTreeAt(_workFd, tmp);
+                return 0;
+            }
+            // No RENAME_WHITEOUT here (or no privilege for it): move away, then write the whiteout.
+            if (Libc.renameat2(pfd, nameZ, _workFd, tmp, 0) < 0) return Errno.Last;
+            int e = WriteWhiteout(pfd, nameZ, name);
+            if (e != 0) { Libc.renameat2(_workFd, tmp, pfd, nameZ, Libc.RENAME_NOREPLACE); return e; }
+            RemoveTreeAt(_workFd, tmp);
+            return 0;
+        }
+    }
+
+    /// <summary>Writes a whiteout: char 0/0 as overlayfs does, or ".wh.NAME" where mknod is not allowed.</summary>
+    int WriteWhiteout(int pfd, byte* nameZ, ReadOnlySpan<byte> name)
+    {
+        if (!_aufsWhiteouts)
+        {
+            if (Libc.mknodat(pfd, nameZ, Libc.S_IFCHR, 0) == 0) return 0;
+            int e = Errno.Last;
+            if (e is not (Errno.EPERM or Errno.EOPNOTSUPP)) return e;
+            _aufsWhiteouts = true;
+        }
+        byte* wh = stackalloc byte[NameMax + 8];
+        Markers.WhPrefix.CopyTo(new Span<byte>(wh, 4));
+        name.CopyTo(new Span<byte>(wh + 4, name.Length));
+        wh[name.Length + 4] = 0;
+        int fd = Libc.openat(pfd, wh, Libc.O_CREAT | Libc.O_WRONLY | Libc.O_CLOEXEC, 0);
+        if (fd < 0) return Errno.Last;
+        Libc.close(fd);
+        return 0;
+    }
+
+    int RemoveAufsWhiteout(int pfd, ReadOnlySpan<byte> name)
+    {
+        byte* wh = stackalloc byte[NameMax + 8];
+        Markers.WhPrefix.CopyTo(new Span<byte>(wh, 4));
+        name.CopyTo(new Span<byte>(wh + 4, name.Length));
+        wh[name.Length + 4] = 0;
+        return FsUtil.Err(Libc.unlinkat(pfd, wh, 0));
+    }
+
+    /// <summary>Removes an upper directory that is logically empty but may still hold whiteouts.</summary>
+    int RemoveUpperDir(int pfd, byte* nameZ)
+    {
+        if (Libc.unlinkat(pfd, nameZ, Libc.AT_REMOVEDIR) == 0) return 0;
+        if (Errno.Last != Errno.ENOTEMPTY) return Errno.Last;
+        fixed (byte* tmp = TempName())
+        {
+            if (Libc.renameat2(pfd, nameZ, _workFd, tmp, 0) < 0) return Errno.Last;
+            RemoveTreeAt(_workFd, tmp);
+        }
+        return 0;
+    }
+
+    /// <summary>Deletes a tree inside the work directory (our own scratch copies and moved-away whiteouts).</summary>
+    static void RemoveTreeAt(int dirFd, byte* nameZ)
+    {
+        if (Libc.unlinkat(dirFd, nameZ, 0) == 0) return;
+        int fd = Libc.openat(dirFd, nameZ, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0);
+        if (fd < 0) return;
+        byte* buf = stackalloc byte[8192];
+        while (true)
+        {
+            nint n = Libc.getdents64(fd, buf, 8192);
+            if (n <= 0) break;
+            var span = new ReadOnlySpan<byte>(buf, (int)n);
+            for (int at = 0; at < n;)
+            {
+                at = FsUtil.NextDirent(span, at, out _, out _, out var child);
+                if (FsUtil.IsDotOrDotDot(child)) continue;
+                byte* c = stackalloc byte[child.Length + 1];
+                child.CopyTo(new Span<byte>(c, child.Length));
+                c[child.Length] = 0;
+                RemoveTreeAt(fd, c);
+            }
+            Libc.lseek(fd, 0, Libc.SEEK_SET);
+        }
+        Libc.close(fd);
+        Libc.unlinkat(dirFd, nameZ, Libc.AT_REMOVEDIR);
+    }
+
+    bool IsMergedDirEmpty(Node dir)
+    {
+        var listing = ReadMerged(dir, withInodes: false);
+        return listing.Count <= 2; // "." and ".."
+    }
+
+    public int Rename(in RequestContext ctx, ulong parentId, ReadOnlySpan<byte> name, ulong newParentId, ReadOnlySpan<byte> newName, uint flags)
+    {
+        if (_nodes.Get(parentId) is not { } parent || _nodes.Get(newParentId) is not { } newParent) return Errno.ESTALE;
+        if (!HasUpper) return Errno.EROFS;
+        if ((flags & ~(Libc.RENAME_NOREPLACE | Libc.RENAME_EXCHANGE)) != 0) return Errno.EINVAL;
+        if ((flags & Libc.RENAME_NOREPLACE) != 0 && (flags & Libc.RENAME_EXCHANGE) != 0) return Errno.EINVAL;
+        if (Markers.IsWhiteoutName(newName)) return Errno.EINVAL;
+        if (newName.Length > NameMax - 4) return Errno.ENAMETOOLONG;
+        int e = LookupNode(parent, name, out var src, out _);
+        if (e != 0) return e;
+        Node? dst = null;
+        try
+        {
+            e = LookupNode(newParent, newName, out dst, out var dstStat);
+            if (e != 0 && e != Errno.ENOENT) return e;
+            if (dst == src) return 0; // two names of one object: nothing to do
+            bool exchange = (flags & Libc.RENAME_EXCHANGE) != 0;
+            if (dst is null && exchange) return Errno.ENOENT;
+            if (dst is not null)
+            {
+                if ((flags & Libc.RENAME_NOREPLACE) != 0) return Errno.EEXIST;
+                if (!exchange)
+                {
+                    if (src!.IsDir && !dst.IsDir) return Errno.ENOTDIR;
+                    if (!src.IsDir && dst.IsDir) return Errno.EISDIR;
+                }
+            }
+            // Data copy-up happens before the namespace lock, which copy-up itself takes.
+            if (!src!.IsDir && (e = CopyUpFile(src, withData: true)) != 0) return e;
+            if (exchange && !dst!.IsDir && (e = CopyUpFile(dst, withData: true)) != 0) return e;
+            lock (_ns) return RenameLocked(parent, name, src, newParent, newName, dst, exchange);
+        }
+        finally
+        {
+            _nodes.Forget(src!.Id, 1);
+            if (dst is not null) _nodes.Forget(dst.Id, 1);
+        }
+    }
+
+    int RenameLocked(Node parent, ReadOnlySpan<byte> name, Node src, Node newParent, ReadOnlySpan<byte> newName, Node? dst, bool exchange)
+    {
+        byte* nameZ = stackalloc byte[NameMax + 1];
+        byte* newNameZ = stackalloc byte[NameMax + 1];
+        ToNameZ(name, nameZ);
+        ToNameZ(newName, newNameZ);
+        if (dst is not null && dst.IsDir && !exchange && !IsMergedDirEmpty(dst)) return Errno.ENOTEMPTY;
+        int e = PrepareDirMove(src);
+        if (e != 0) return e;
+        if (exchange && dst!.IsDir && (e = PrepareDirMove(dst)) != 0) return e;
+        if ((e = CopyUpDir(parent, out int pfd)) != 0) return e;
+        if ((e = CopyUpDir(newParent, out int npfd)) != 0) return e;
+        if ((e = Probe(parent, nameZ, name, out var from)) != 0) return e;
+        if ((e = Probe(newParent, newNameZ, newName, out var to)) != 0) return e;
+
+        if (exchange)
+        {
+            if (Libc.renameat2(pfd, nameZ, npfd, newNameZ, Libc.RENAME_EXCHANGE) < 0) return Errno.Last;
+            var srcLoc = src.Loc; var dstLoc = dst!.Loc;
+            _nodes.Reparent(src, newParent, Node.MakeNameZ(newName), 0);
+            _nodes.Reparent(dst, parent, Node.MakeNameZ(name), 0);
+            MarkImpure(parent); MarkImpure(newParent);
+            return 0;
+        }
+
+        // A directory arriving where a lower layer has the name must not merge with it, unless it follows a redirect.
+        if (src.IsDir && src.RedirectPath is null && (to.LowerHasName || to.UpperWhiteout))
+        {
+            e = Markers.SetXattr(pfd, name, _x.Opaque, "y"u8);
+            if (e != 0) return e;
+        }
+        if (dst is not null && dst.IsDir && to.Exists && newParent.Dirs[to.TopIndex].Layer == 0)
+        {
+            // The target directory is logically empty but its upper part may hold whiteouts.
+            e = ClearWhiteouts(npfd, newNameZ);
+            if (e != 0) return e;
+        }
+        if (to.UpperAufsWhiteout) RemoveAufsWhiteout(npfd, newName);
+
+        if (to.UpperWhiteout && src.IsDir)
+        {
+            // rename(2) cannot put a directory over a device node: swap them, so the old name keeps the whiteout,
+            // which is exactly what it needs when a lower layer has it; otherwise remove it.
+            if (Libc.renameat2(pfd, nameZ, npfd, newNameZ, Libc.RENAME_EXCHANGE) < 0) return Errno.Last;
+            if (!from.LowerHasName) Libc.unlinkat(pfd, nameZ, 0);
+        }
+        else if (from.LowerHasName)
+        {
+            bool atomic = !_aufsWhiteouts && Libc.renameat2(pfd, nameZ, npfd, newNameZ, Libc.RENAME_WHITEOUT) == 0;
+            if (!atomic)
+            {
+                if (Libc.renameat2(pfd, nameZ, npfd, newNameZ, 0) < 0) return Errno.Last;
+                if ((e = WriteWhiteout(pfd, nameZ, name)) != 0) return e;
+            }
+        }
+        else if (Libc.renameat2(pfd, nameZ, npfd, newNameZ, 0) < 0) return Errno.Last;
+
+        if (dst is not null)
+        {
+            Statx st = default;
+            if (!dst.IsDir) StatNode(dst, out st);
+            KeepIfStillReachable(dst, newParent, newName, st);
+            _nodes.Detach(dst);
+        }
+        _nodes.Reparent(src, newParent, Node.MakeNameZ(newName), 0);
+        MarkImpure(newParent);
+        return 0;
+    }
+
+    /// <summary>
+    /// A directory that has lower parts can move only by recording where its lower part is (overlayfs's
+    /// redirect_dir): the directory itself is copied up, not its subtree. With redirect_dir=off: EXDEV, as the
+    /// kernel does by default.
+    /// </summary>
+    int PrepareDirMove(Node dir)
+    {
+        if (!dir.IsDir) return 0;
+        bool pureUpper = dir.Dirs.Length == 1 && dir.Dirs[0].Layer == 0;
+        if (pureUpper || dir.RedirectPath is not null) return 0;
+        if (!_options.RedirectDir) return Errno.EXDEV;
+        string path = LowerPath(dir);
+        int e = CopyUpDir(dir, out _);
+        if (e != 0) return e;
+        e = Markers.SetXattr(dir.Dirs[0].Fd, ReadOnlySpan<byte>.Empty, _x.Redirect, System.Text.Encoding.UTF8.GetBytes(path));
+        if (e != 0) return e;
+        dir.RedirectPath = path;
+        return 0;
+    }
+
+    static int ClearWhiteouts(int pfd, byte* nameZ)
+    {
+        int fd = Libc.openat(pfd, nameZ, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0);
+        if (fd < 0) return Errno.Last;
+        byte* buf = stackalloc byte[8192];
+        try
+        {
+            while (true)
+            {
+                nint n = Libc.getdents64(fd, buf, 8192);
+                if (n < 0) return Errno.Last;
+                if (n == 0) return 0;
+                var span = new ReadOnlySpan<byte>(buf, (int)n);
+                for (int at = 0; at < n;)
+                {
+                    at = FsUtil.NextDirent(span, at, out _, out _, out var child);
+                    if (FsUtil.IsDotOrDotDot(child)) continue;
+                    byte* c = stackalloc byte[child.Length + 1];
+                    child.CopyTo(new Span<byte>(c, child.Length));
+                    c[child.Length] = 0;
+                    Libc.unlinkat(fd, c, 0);
+                }
+            }
+        }
+        finally { Libc.close(fd); }
+    }
+}

@@ -1,0 +1,158 @@
+using UnionFs.Fuse;
+using UnionFs.Fuse.Kernel;
+using UnionFs.Posix;
+
+namespace UnionFs.Overlay;
+
+// file: open, read, write and the rest of the data path. The FUSE file handle is the backing descriptor.
+public sealed unsafe partial class OverlayFileSystem
+{
+    static bool WantsWrite(int flags) => (flags & Libc.O_ACCMODE) != Libc.O_RDONLY || (flags & Libc.O_TRUNC) != 0;
+
+    public int Open(in RequestContext ctx, ulong node, int flags, ref OpenOut open)
+    {
+        if (_nodes.Get(node) is not { } n) return Errno.ESTALE;
+        if (WantsWrite(flags))
+        {
+            if (!HasUpper) return Errno.EROFS;
+            // O_TRUNC throws the data away anyway: copy only the metadata.
+            int e = CopyUpFile(n, withData: (flags & Libc.O_TRUNC) == 0);
+            if (e != 0) return e;
+        }
+        int fd = OpenObject(n, flags & ~(Libc.O_CREAT | Libc.O_EXCL | Libc.O_NOCTTY));
+        if (fd < 0) return -fd;
+        return Opened(n, fd, ref open);
+    }
+
+    /// <summary>Opens a node's object for I/O (never following a symlink out of the layer); -errno on failure.</summary>
+    int OpenObject(Node n, int flags)
+    {
+        flags |= Libc.O_NOFOLLOW | Libc.O_CLOEXEC;
+        int fd;
+        if (n.UnlinkedFd >= 0)
+        {
+            byte* path = stackalloc byte[32];
+            fd = Libc.openat(Libc.AT_FDCWD, FsUtil.ProcFdPath(n.UnlinkedFd, path), flags & ~Libc.O_NOFOLLOW, 0);
+        }
+        else
+        {
+            var loc = n.Loc;
+            int dirFd = loc.Parent?.DirFd(loc.Layer) ?? -1;
+            if (dirFd < 0) return -Errno.ESTALE;
+            fixed (byte* name = loc.NameZ) fd = Libc.openat(dirFd, name, flags, 0);
+        }
+        return fd < 0 ? -Errno.Last : fd;
+    }
+
+    int Opened(Node n, int fd, ref OpenOut open)
+    {
+        Interlocked.Increment(ref n.OpenCount);
+        open.Fh = (ulong)fd;
+        // Layers change only through this mount, so the page cache stays valid across opens.
+        open.OpenFlags = OpenFlags.KeepCache;
+        return 0;
+    }
+
+    public int Release(in RequestContext ctx, ulong node, ulong fh, int flags)
+    {
+        Libc.close((int)fh);
+        if (_nodes.Get(node) is { } n) Interlocked.Decrement(ref n.OpenCount);
+        return 0;
+    }
+
+    public int Read(in RequestContext ctx, ulong node, ulong fh, long offset, Span<byte> buffer, out int bytesRead)
+    {
+        bytesRead = 0;
+        fixed (byte* b = buffer)
+        {
+            int total = 0;
+            while (total < buffer.Length)
+            {
+                nint r = Libc.pread((int)fh, b + total, buffer.Length - total, offset + total);
+                if (r < 0) { if (Errno.Last == Errno.EINTR) continue; return Errno.Last; }
+                if (r == 0) break;
+                total += (int)r;
+            }
+            bytesRead = total;
+        }
+        return 0;
+    }
+
+    public int Write(in RequestContext ctx, ulong node, ulong fh, long offset, ReadOnlySpan<byte> data, uint writeFlags, out int written)
+    {
+        written = 0;
+        fixed (byte* b = data)
+        {
+            nint r;
+            do r = Libc.pwrite((int)fh, b, data.Length, offset); while (r < 0 && Errno.Last == Errno.EINTR);
+            if (r < 0) return Errno.Last;
+            written = (int)r;
+        }
+        return 0;
+    }
+
+    public int Flush(in RequestContext ctx, ulong node, ulong fh) => 0;
+
+    public int Fsync(in RequestContext ctx, ulong node, ulong fh, bool dataOnly) =>
+        _options.Volatile ? 0 : FsUtil.Err(dataOnly ? Libc.fdatasync((int)fh) : Libc.fsync((int)fh));
+
+    public int Fallocate(in RequestContext ctx, ulong node, ulong fh, long offset, long length, int mode) =>
+        FsUtil.Err(Libc.fallocate((int)fh, mode, offset, length));
+
+    public int Lseek(in RequestContext ctx, ulong node, ulong fh, long offset, int whence, out long result)
+    {
+        result = Libc.lseek((int)fh, offset, whence);
+        return result < 0 ? Errno.Last : 0;
+    }
+
+    public int CopyFileRange(in RequestContext ctx, ulong nodeIn, ulong fhIn, long offIn, ulong nodeOut, ulong fhOut, long offOut, long length, out long copied)
+    {
+        nint r = Libc.copy_file_range((int)fhIn, &offIn, (int)fhOut, &offOut, (nint)length, 0);
+        copied = r;
+        return r < 0 ? Errno.Last : 0;
+    }
+
+    public int ReadLink(in RequestContext ctx, ulong node, Span<byte> target, out int length)
+    {
+        length = 0;
+        if (_nodes.Get(node) is not { } n) return Errno.ESTALE;
+        var loc = n.Loc;
+        int dirFd = n.UnlinkedFd >= 0 ? n.UnlinkedFd : loc.Parent?.DirFd(loc.Layer) ?? -1;
+        if (dirFd < 0) return Errno.ESTALE;
+        fixed (byte* t = target) fixed (byte* name = n.UnlinkedFd >= 0 ? [0] : loc.NameZ)
+        {
+            nint r = Libc.readlinkat(dirFd, name, t, target.Length);
+            if (r < 0) return Errno.Last;
+            length = (int)r;
+        }
+        return 0;
+    }
+
+    public int TmpFile(in RequestContext ctx, ulong parent, int flags, uint mode, uint umask, ref EntryOut entry, ref OpenOut open)
+    {
+        if (_nodes.Get(parent) is not { } p) return Errno.ESTALE;
+        if (!HasUpper) return Errno.EROFS;
+        int pfd, e;
+        lock (_ns) e = CopyUpDir(p, out pfd);
+        if (e != 0) return e;
+        int fd = Libc.openat(pfd, DotZ, (flags & ~Libc.O_CREAT) | Libc.O_TMPFILE | Libc.O_CLOEXEC, mode & 0xFFF);
+        if (fd < 0) return Errno.Last;
+        if (_asRoot) Libc.fchown(fd, HostUid(ctx.Uid), HostGid(ctx.Gid));
+        Statx st;
+        Libc.statx(fd, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &st);
+        var node = new Node(_nodes.NewId(), Libc.S_IFREG)
+        {
+            Key = (0, st.Dev, st.Ino), Loc = new Location(p, [0], 0), Ino = MakeIno(0, st.Ino),
+        };
+        node.UnlinkedFd = OpenProcPath(fd); // an unnamed file is reached only through its descriptor
+        node = _nodes.AddOrAcquire(node, p);
+        FillEntry(node, st, ref entry);
+        return Opened(node, fd, ref open);
+    }
+
+    static int OpenProcPath(int fd)
+    {
+        byte* path = stackalloc byte[32];
+        return Libc.openat(Libc.AT_FDCWD, FsUtil.ProcFdPath(fd, path), Libc.O_PATH | Libc.O_CLOEXEC, 0);
+    }
+}

@@ -1,0 +1,172 @@
+using System.Buffers;
+using UnionFs.Fuse;
+using UnionFs.Fuse.Kernel;
+using UnionFs.Posix;
+
+namespace UnionFs.Overlay;
+
+// inode: attributes and extended attributes (checklist §7-8, §13, §18.9).
+public sealed unsafe partial class OverlayFileSystem
+{
+    public int GetAttr(in RequestContext ctx, ulong node, ulong fh, bool hasFh, ref AttrOut attr)
+    {
+        if (_nodes.Get(node) is not { } n) return Errno.ESTALE;
+        int e;
+        Statx st;
+        if (hasFh && !n.IsDir) e = FsUtil.Err(Libc.statx((int)fh, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &st));
+        else e = StatNode(n, out st);
+        if (e != 0) return e;
+        attr.AttrValid = _entryTimeout;
+        attr.AttrValidNsec = _entryTimeoutNsec;
+        FillAttr(n, st, ref attr.Attr);
+        return 0;
+    }
+
+    /// <summary>Where an object's attributes can be changed: (dirfd, name) in the upper, or the directory itself.</summary>
+    (int DirFd, byte[] NameZ) UpperAt(Node n)
+    {
+        if (n.IsDir) return (n.Dirs[0].Fd, [0]);
+        if (n.UnlinkedFd >= 0) return (n.UnlinkedFd, [0]);
+        var loc = n.Loc;
+        return (loc.Parent!.DirFd(0), loc.NameZ);
+    }
+
+    public int SetAttr(in RequestContext ctx, ulong node, in SetAttrIn s, ref AttrOut attr)
+    {
+        if (_nodes.Get(node) is not { } n) return Errno.ESTALE;
+        if (!HasUpper) return Errno.EROFS;
+        bool truncate = (s.Valid & SetAttrValid.Size) != 0;
+        int e = CopyUpFile(n, withData: !truncate || s.Size > 0);
+        if (e != 0) return e;
+        var (dirFd, nameZ) = UpperAt(n);
+        bool self = nameZ.Length == 1; // a directory or an unlinked object: reach it through its own descriptor
+        fixed (byte* name = nameZ)
+        {
+            int flags = self ? Libc.AT_EMPTY_PATH : 0;
+            if ((s.Valid & (SetAttrValid.Uid | SetAttrValid.Gid)) != 0)
+            {
+                uint uid = (s.Valid & SetAttrValid.Uid) != 0 ? HostUid(s.Uid) : uint.MaxValue;
+                uint gid = (s.Valid & SetAttrValid.Gid) != 0 ? HostGid(s.Gid) : uint.MaxValue;
+                if (Libc.fchownat(dirFd, name, uid, gid, flags | Libc.AT_SYMLINK_NOFOLLOW) < 0) return Errno.Last;
+            }
+            if ((s.Valid & SetAttrValid.Mode) != 0 && n.Type != Libc.S_IFLNK)
+            {
+                byte* path = stackalloc byte[32];
+                int r = self ? Libc.fchmodat(Libc.AT_FDCWD, FsUtil.ProcFdPath(dirFd, path), s.Mode & 0xFFF, 0)
+                             : Libc.fchmodat(dirFd, name, s.Mode & 0xFFF, 0);
+                if (r < 0) return Errno.Last;
+            }
+            if (truncate)
+            {
+                int fd = (s.Valid & SetAttrValid.Fh) != 0 ? (int)s.Fh : OpenObject(n, Libc.O_WRONLY);
+                if (fd < 0) return -fd;
+                int r = Libc.ftruncate(fd, (long)s.Size);
+                e = r < 0 ? Errno.Last : 0;
+                if ((s.Valid & SetAttrValid.Fh) == 0) Libc.close(fd);
+                if (e != 0) return e;
+            }
+            if ((s.Valid & (SetAttrValid.ATime | SetAttrValid.MTime | SetAttrValid.ATimeNow | SetAttrValid.MTimeNow)) != 0)
+            {
+                Timespec* ts = stackalloc Timespec[2];
+                ts[0] = Time(s.Valid, SetAttrValid.ATime, SetAttrValid.ATimeNow, s.ATime, s.ATimeNsec);
+                ts[1] = Time(s.Valid, SetAttrValid.MTime, SetAttrValid.MTimeNow, s.MTime, s.MTimeNsec);
+                byte* path = stackalloc byte[32];
+                int r = self ? Libc.utimensat(Libc.AT_FDCWD, FsUtil.ProcFdPath(dirFd, path), ts, 0)
+                             : Libc.utimensat(dirFd, name, ts, Libc.AT_SYMLINK_NOFOLLOW);
+                if (r < 0) return Errno.Last;
+            }
+        }
+        return GetAttr(ctx, node, 0, false, ref attr);
+    }
+
+    static Timespec Time(uint valid, uint set, uint now, ulong sec, uint nsec) =>
+        (valid & now) != 0 ? new Timespec { Nsec = Timespec.UTIME_NOW }
+        : (valid & set) != 0 ? new Timespec { Sec = (long)sec, Nsec = nsec }
+        : new Timespec { Nsec = Timespec.UTIME_OMIT };
+
+    /// <summary>The /proc path of a node's object for the xattr calls, and whether it must be followed.</summary>
+    bool XattrPath(Node n, byte* buf)
+    {
+        if (n.IsDir) { Markers.AtPath(n.Dirs[0].Fd, ReadOnlySpan<byte>.Empty, buf); return true; }
+        if (n.UnlinkedFd >= 0) { Markers.AtPath(n.UnlinkedFd, ReadOnlySpan<byte>.Empty, buf); return true; }
+        var loc = n.Loc;
+        Markers.AtPath(loc.Parent?.DirFd(loc.Layer) ?? -1, loc.Name, buf);
+        return false;
+    }
+
+    public int GetXattr(in RequestContext ctx, ulong node, ReadOnlySpan<byte> name, Span<byte> value, out int size)
+    {
+        size = 0;
+        if (_nodes.Get(node) is not { } n) return Errno.ESTALE;
+        if (Markers.IsPrivateXattr(name)) return Errno.ENODATA;
+        byte* path = stackalloc byte[Markers.PathBufferSize];
+        bool follow = XattrPath(n, path);
+        fixed (byte* nm = name) fixed (byte* v = value)
+        {
+            nint r = follow ? Libc.getxattr(path, nm, v, value.Length) : Libc.lgetxattr(path, nm, v, value.Length);
+            if (r < 0) return Errno.Last;
+            size = (int)r;
+        }
+        return 0;
+    }
+
+    public int ListXattr(in RequestContext ctx, ulong node, Span<byte> list, out int size)
+    {
+        size = 0;
+        if (_nodes.Get(node) is not { } n) return Errno.ESTALE;
+        byte* path = stackalloc byte[Markers.PathBufferSize];
+        bool follow = XattrPath(n, path);
+        byte[] all = ArrayPool<byte>.Shared.Rent(65536);
+        try
+        {
+            nint r;
+            fixed (byte* a = all) r = follow ? Libc.listxattr(path, a, all.Length) : Libc.llistxattr(path, a, all.Length);
+            if (r < 0) return Errno.Last;
+            // Copy the names users may see; a size probe (empty list) only counts them.
+            int at = 0, total = 0;
+            while (at < r)
+            {
+                int len = all.AsSpan(at, (int)r - at).IndexOf((byte)0);
+                if (len < 0) break;
+                var xname = all.AsSpan(at, len + 1);
+                at += len + 1;
+                if (Markers.IsPrivateXattr(xname[..^1])) continue;
+                if (!list.IsEmpty)
+                {
+                    if (total + xname.Length > list.Length) return Errno.ERANGE;
+                    xname.CopyTo(list[total..]);
+                }
+                total += xname.Length;
+            }
+            size = total;
+            return 0;
+        }
+        finally { ArrayPool<byte>.Shared.Return(all); }
+    }
+
+    public int SetXattr(in RequestContext ctx, ulong node, ReadOnlySpan<byte> name, ReadOnlySpan<byte> value, int flags)
+    {
+        if (_nodes.Get(node) is not { } n) return Errno.ESTALE;
+        if (Markers.IsPrivateXattr(name)) return Errno.EPERM;
+        if (!HasUpper) return Errno.EROFS;
+        int e = CopyUpFile(n, withData: true);
+        if (e != 0) return e;
+        byte* path = stackalloc byte[Markers.PathBufferSize];
+        bool follow = XattrPath(n, path);
+        fixed (byte* nm = name) fixed (byte* v = value)
+            return FsUtil.Err(follow ? Libc.setxattr(path, nm, v, value.Length, flags) : Libc.lsetxattr(path, nm, v, value.Length, flags));
+    }
+
+    public int RemoveXattr(in RequestContext ctx, ulong node, ReadOnlySpan<byte> name)
+    {
+        if (_nodes.Get(node) is not { } n) return Errno.ESTALE;
+        if (Markers.IsPrivateXattr(name)) return Errno.ENODATA;
+        if (!HasUpper) return Errno.EROFS;
+        int e = CopyUpFile(n, withData: true);
+        if (e != 0) return e;
+        byte* path = stackalloc byte[Markers.PathBufferSize];
+        bool follow = XattrPath(n, path);
+        fixed (byte* nm = name)
+            return FsUtil.Err(follow ? Libc.removexattr(path, nm) : Libc.lremovexattr(path, nm));
+    }
+}

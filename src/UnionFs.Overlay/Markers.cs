@@ -1,0 +1,159 @@
+using System.Text;
+using UnionFs.Posix;
+
+namespace UnionFs.Overlay;
+
+/// <summary>
+/// The on-disk vocabulary of a union: whiteouts, opaque markers, redirects, origins. Reads every format the
+/// checklist names (char 0/0, ".wh.NAME", ".wh..wh..opq", trusted/user overlay xattrs, fuse-overlayfs's);
+/// writes overlayfs's own (char 0/0, overlay.opaque=y, overlay.redirect) so kernel overlayfs can mount the upper.
+/// </summary>
+public static unsafe class Markers
+{
+    public static ReadOnlySpan<byte> WhPrefix => ".wh."u8;
+    public static ReadOnlySpan<byte> OpaqueMarker => ".wh..wh..opq"u8;
+
+    public static bool IsWhiteoutName(ReadOnlySpan<byte> name) => name.StartsWith(WhPrefix);
+
+    /// <summary>Names of the xattrs this filesystem keeps to itself, in the namespace chosen at mount.</summary>
+    public sealed class XattrNames
+    {
+        public XattrNames(bool trusted)
+        {
+            string p = trusted ? "trusted." : "user.";
+            Opaque = Z(p + "overlay.opaque");
+            Redirect = Z(p + "overlay.redirect");
+            Origin = Z(p + "unionfs.origin");
+            Impure = Z(p + "unionfs.impure");
+        }
+        public byte[] Opaque { get; }
+        public byte[] Redirect { get; }
+        public byte[] Origin { get; }
+        public byte[] Impure { get; }
+        static byte[] Z(string s) => Encoding.ASCII.GetBytes(s + "\0");
+    }
+
+    static readonly byte[][] OpaqueXattrs =
+        [Z("trusted.overlay.opaque"), Z("user.overlay.opaque"), Z("user.fuseoverlayfs.opaque")];
+    static byte[] Z(string s) => Encoding.ASCII.GetBytes(s + "\0");
+
+    /// <summary>Private xattrs are never shown through the mount nor copied up.</summary>
+    public static bool IsPrivateXattr(ReadOnlySpan<byte> name) =>
+        name.StartsWith("trusted.overlay."u8) || name.StartsWith("user.overlay."u8) ||
+        name.StartsWith("trusted.unionfs."u8) || name.StartsWith("user.unionfs."u8) ||
+        name.StartsWith("user.fuseoverlayfs."u8) || name.StartsWith("security.fuseoverlayfs."u8);
+
+    /// <summary>An empty name means the directory <paramref name="dirFd"/> itself (the following calls are used then).
+    /// Writes "/proc/self/fd/DIRFD/NAME\0" into <paramref name="buf"/> (at least 4096+32 bytes): the path form
+    /// of (dirfd, name) for the l*xattr calls, which have no *at() variant in this libc.</summary>
+    public static byte* AtPath(int dirFd, ReadOnlySpan<byte> name, byte* buf)
+    {
+        var span = new Span<byte>(buf, PathBufferSize);
+        "/proc/self/fd/"u8.CopyTo(span);
+        int at = 14;
+        dirFd.TryFormat(span[at..], out int n);
+        at += n;
+        if (!name.IsEmpty)
+        {
+            span[at++] = (byte)'/';
+            name.CopyTo(span[at..]);
+            at += name.Length;
+        }
+        span[at] = 0;
+        return buf;
+    }
+
+    public const int PathBufferSize = 4096 + 64;
+
+    /// <summary>Whether the directory (dirFd, name) is opaque by any of the markers we read.</summary>
+    public static bool IsOpaque(int parentFd, ReadOnlySpan<byte> name, int dirFd)
+    {
+        byte* path = stackalloc byte[PathBufferSize];
+        AtPath(parentFd, name, path);
+        byte* value = stackalloc byte[8];
+        foreach (var x in OpaqueXattrs)
+            fixed (byte* xn = x)
+            {
+                nint r = name.IsEmpty ? Libc.getxattr(path, xn, value, 8) : Libc.lgetxattr(path, xn, value, 8);
+                if (r == 1 && value[0] == (byte)'y') return true;
+            }
+        Statx st;
+        fixed (byte* m = ".wh..wh..opq\0"u8)
+            return Libc.statx(dirFd, m, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st) == 0;
+    }
+
+    /// <summary>Reads an xattr of (dirFd, name) as a string, or null.</summary>
+    public static string? GetString(int dirFd, ReadOnlySpan<byte> name, byte[] xattr)
+    {
+        byte* path = stackalloc byte[PathBufferSize];
+        AtPath(dirFd, name, path);
+        byte* value = stackalloc byte[4096];
+        fixed (byte* xn = xattr)
+        {
+            nint r = name.IsEmpty ? Libc.getxattr(path, xn, value, 4096) : Libc.lgetxattr(path, xn, value, 4096);
+            return r < 0 ? null : Encoding.UTF8.GetString(value, (int)r);
+        }
+    }
+
+    /// <summary>The st_ino recorded when an object was copied up, or 0.</summary>
+    public static ulong GetOrigin(int dirFd, ReadOnlySpan<byte> name, byte[] originXattr)
+    {
+        byte* path = stackalloc byte[PathBufferSize];
+        AtPath(dirFd, name, path);
+        ulong ino;
+        fixed (byte* xn = originXattr)
+            return (name.IsEmpty ? Libc.getxattr(path, xn, (byte*)&ino, 8) : Libc.lgetxattr(path, xn, (byte*)&ino, 8)) == 8 ? ino : 0;
+    }
+
+    public static int SetXattr(int dirFd, ReadOnlySpan<byte> name, byte[] xattr, ReadOnlySpan<byte> value)
+    {
+        byte* path = stackalloc byte[PathBufferSize];
+        AtPath(dirFd, name, path);
+        fixed (byte* xn = xattr) fixed (byte* v = value)
+            return (name.IsEmpty ? Libc.setxattr(path, xn, v, value.Length, 0) : Libc.lsetxattr(path, xn, v, value.Length, 0)) < 0 ? Errno.Last : 0;
+    }
+
+    public static int RemoveXattr(int dirFd, ReadOnlySpan<byte> name, byte[] xattr)
+    {
+        byte* path = stackalloc byte[PathBufferSize];
+        AtPath(dirFd, name, path);
+        fixed (byte* xn = xattr)
+            return (name.IsEmpty ? Libc.removexattr(path, xn) : Libc.lremovexattr(path, xn)) < 0 ? Errno.Last : 0;
+    }
+
+    /// <summary>Whether ".wh.NAME" exists in a directory (AUFS/OCI whiteout).</summary>
+    public static bool HasAufsWhiteout(int dirFd, ReadOnlySpan<byte> name)
+    {
+        if (name.Length + 4 > 255) return false;
+        byte* wh = stackalloc byte[name.Length + 5];
+        WhPrefix.CopyTo(new Span<byte>(wh, 4));
+        name.CopyTo(new Span<byte>(wh + 4, name.Length));
+        wh[name.Length + 4] = 0;
+        Statx st;
+        return Libc.statx(dirFd, wh, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st) == 0;
+    }
+
+    /// <summary>Scans a layer directory once for ".wh." names, so later misses know whether to probe for them.</summary>
+    public static bool ScanForAufsMarkers(int dirFd)
+    {
+        int fd;
+        fixed (byte* dot = ".\0"u8) fd = Libc.openat(dirFd, dot, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0);
+        if (fd < 0) return true; // cannot tell: keep probing
+        try
+        {
+            byte* buf = stackalloc byte[16384];
+            while (true)
+            {
+                nint n = Libc.getdents64(fd, buf, 16384);
+                if (n <= 0) return n < 0;
+                var span = new ReadOnlySpan<byte>(buf, (int)n);
+                for (int at = 0; at < n;)
+                {
+                    at = Fuse.FsUtil.NextDirent(span, at, out _, out _, out var entry);
+                    if (IsWhiteoutName(entry)) return true;
+                }
+            }
+        }
+        finally { Libc.close(fd); }
+    }
+}

@@ -1,0 +1,176 @@
+using Microsoft.Extensions.Logging;
+using UnionFs.Fuse;
+using UnionFs.Fuse.Kernel;
+using UnionFs.Posix;
+
+namespace UnionFs.Overlay;
+
+/// <summary>
+/// The union: read-only lower layers under one writable upper directory, with overlayfs semantics, served through
+/// <see cref="IFuseFileSystem"/>. This file holds the mount-wide state (the "super block"); the operations are split
+/// by concern as in Linux fs/overlayfs: Lookup.cs (namei), CopyUp.cs, DirOps.cs, ReadDir.cs, InodeOps.cs, FileOps.cs.
+/// Locking: lookups and data I/O take no lock; changes to the namespace of the upper (create, unlink, rename,
+/// directory copy-up) are serialised by <see cref="_ns"/>; a file's data copy-up holds only that node's lock.
+/// </summary>
+public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposable
+{
+    readonly OverlayOptions _options;
+    readonly ILogger _log;
+    readonly Layer[] _layers;
+    readonly NodeTable _nodes = new();
+    readonly Lock _ns = new();
+    readonly Markers.XattrNames _x;
+    readonly int _workFd = -1;
+    readonly bool _asRoot;
+    readonly ulong _entryTimeout;
+    readonly uint _entryTimeoutNsec;
+    FuseSession? _session;
+    /// <summary>mknod of char 0/0 failed once (no privilege): write ".wh.NAME" files from then on.</summary>
+    bool _aufsWhiteouts;
+    long _tempCounter;
+
+    public static readonly byte* Empty = (byte*)System.Runtime.InteropServices.NativeMemory.AllocZeroed(8);
+
+    public OverlayFileSystem(OverlayOptions options, ILogger log)
+    {
+        _options = options;
+        _log = log;
+        _asRoot = Libc.getuid() == 0;
+        _x = new Markers.XattrNames(trusted: _asRoot);
+        _entryTimeout = (ulong)Math.Floor(options.Timeout);
+        _entryTimeoutNsec = (uint)((options.Timeout - Math.Floor(options.Timeout)) * 1e9);
+        Libc.umask(0); // modes arrive with the caller's umask applied by the kernel
+
+        var layers = new List<Layer>();
+        try
+        {
+            if (options.Writable) layers.Add(OpenLayer(options.UpperDir!, 0, upper: true));
+            for (int i = 0; i < options.LowerDirs.Count; i++)
+                layers.Add(OpenLayer(options.LowerDirs[i], (ulong)i + 1, upper: false));
+            _layers = layers.ToArray();
+            if (options.Writable) _workFd = PrepareWorkDir(options.WorkDir!, _layers[0]);
+        }
+        catch
+        {
+            foreach (var l in layers) Libc.close(l.RootFd);
+            throw;
+        }
+        _nodes.AddRoot(MakeRoot());
+    }
+
+    public OverlayOptions Options => _options;
+    public bool HasUpper => _options.Writable;
+    internal NodeTable Nodes => _nodes;
+
+    static Layer OpenLayer(string path, ulong tag, bool upper)
+    {
+        int fd = Libc.open(path, Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0);
+        if (fd < 0)
+        {
+            int e = Errno.Last;
+            throw new ArgumentException($"{(upper ? "upperdir" : "lowerdir")} {path}: {Errno.Describe(e)}");
+        }
+        Statx st;
+        Libc.statx(fd, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &st);
+        return new Layer { Path = path, RootFd = fd, Tag = tag, IsUpper = upper, Dev = st.Dev };
+    }
+
+    /// <summary>
+    /// The work directory is private scratch space on the upper's filesystem: copies are built there and renamed
+    /// into place, so a crash leaves the old view or the new one. Leftovers of a previous run are removed.
+    /// </summary>
+    int PrepareWorkDir(string workDir, Layer upper)
+    {
+        int wfd = Libc.open(workDir, Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0);
+        if (wfd < 0) throw new ArgumentException($"workdir {workDir}: {Errno.Describe(Errno.Last)}");
+        Statx st;
+        Libc.statx(wfd, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &st);
+        Libc.close(wfd);
+        if (st.Dev != upper.Dev) throw new ArgumentException($"workdir {workDir} and upperdir {upper.Path} must be on the same filesystem");
+        string work = Path.Combine(workDir, "work");
+        if (Directory.Exists(work)) RemoveTree(work);
+        Directory.CreateDirectory(work);
+        int fd = Libc.open(work, Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0);
+        if (fd < 0) throw new ArgumentException($"workdir {work}: {Errno.Describe(Errno.Last)}");
+        return fd;
+    }
+
+    static void RemoveTree(string path)
+    {
+        // Directory.Delete follows neither symlinks nor mounts; leftovers are our own temporary copies.
+        try { Directory.Delete(path, recursive: true); }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+    }
+
+    Node MakeRoot()
+    {
+        var dirs = new List<LayerDir>();
+        for (int i = 0; i < _layers.Length; i++)
+        {
+            int fd = Libc.openat(_layers[i].RootFd, DotZ, Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0);
+            dirs.Add(new LayerDir(i, fd));
+        }
+        Statx st;
+        Libc.statx(dirs[0].Fd, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &st);
+        var root = new Node(1, Libc.S_IFDIR)
+        {
+            Dirs = dirs.ToArray(), Key = (0, st.Dev, st.Ino), Ino = 1,
+        };
+        return root;
+    }
+
+    static readonly byte* DotZ = (byte*)System.Runtime.InteropServices.NativeMemory.AllocZeroed(2);
+    static OverlayFileSystem() { DotZ[0] = (byte)'.'; }
+
+    public void Initialized(FuseSession session) => _session = session;
+
+    /// <summary>st_ino: the layer's position in the high bits keeps numbers from different layers apart.</summary>
+    ulong MakeIno(int layer, ulong ino) => (_layers[layer].Tag << 48) | (ino & 0xFFFF_FFFF_FFFF);
+
+    void FillEntry(Node node, in Statx st, ref EntryOut entry)
+    {
+        entry.NodeId = node.Id;
+        entry.Generation = 0;
+        entry.EntryValid = entry.AttrValid = _entryTimeout;
+        entry.EntryValidNsec = entry.AttrValidNsec = _entryTimeoutNsec;
+        FillAttr(node, st, ref entry.Attr);
+    }
+
+    void FillAttr(Node node, in Statx st, ref Attr attr)
+    {
+        FsUtil.ToAttr(st, node.Ino, ref attr);
+        if (node.IsDir && _options.StaticNlink) attr.NLink = 1;
+        if (_options.UidMapping is { } um) attr.Uid = um.ToInside(st.Uid);
+        if (_options.GidMapping is { } gm) attr.Gid = gm.ToInside(st.Gid);
+        if (_options.SquashUid is { } su) attr.Uid = su;
+        if (_options.SquashGid is { } sg) attr.Gid = sg;
+    }
+
+    uint HostUid(uint uid) => _options.UidMapping?.ToHost(uid) ?? uid;
+    uint HostGid(uint gid) => _options.GidMapping?.ToHost(gid) ?? gid;
+
+    public void Forget(ulong node, ulong nlookup) => _nodes.Forget(node, nlookup);
+
+    public int StatFs(in RequestContext ctx, ulong node, ref StatFsOut statfs)
+    {
+        // The upper's numbers (free space is what matters for writes); the top lower's on a read-only union.
+        int fd = Libc.openat(_layers[0].RootFd, DotZ, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0);
+        if (fd < 0) return Errno.Last;
+        StatVfs s;
+        int r = Libc.fstatvfs(fd, &s);
+        Libc.close(fd);
+        if (r < 0) return Errno.Last;
+        // Reserve four bytes of every name so any name can get a ".wh." twin.
+        FsUtil.ToStatFs(s, ref statfs, nameMaxReserve: 4);
+        return 0;
+    }
+
+    public void Destroyed() { }
+
+    public void Dispose()
+    {
+        foreach (var l in _layers) Libc.close(l.RootFd);
+        if (_workFd >= 0) Libc.close(_workFd);
+    }
+}

@@ -1,0 +1,196 @@
+using System.Text;
+
+namespace UnionFs.Overlay;
+
+/// <summary>
+/// The mount options of a union, in fuse-overlayfs's and kernel overlayfs's syntax:
+/// <c>lowerdir=L1:L2,upperdir=U,workdir=W,...</c> where L1 is the topmost lower layer.
+/// Every option either changes behaviour or is rejected; none is silently ignored.
+/// </summary>
+public sealed class OverlayOptions
+{
+    public List<string> LowerDirs { get; } = new();
+    public string? UpperDir { get; set; }
+    public string? WorkDir { get; set; }
+    /// <summary>Skip every fsync (volatile, fsync=0): for throw-away containers and builds.</summary>
+    public bool Volatile { get; set; }
+    /// <summary>Entry and attribute cache timeout in seconds (layers change only through the mount).</summary>
+    public double Timeout { get; set; } = 86400;
+    public bool AllowOther { get; set; }
+    public bool DefaultPermissions { get; set; } = true;
+    public bool ReadOnly { get; set; }
+    public bool NoAtime { get; set; } = true;
+    public bool NoDev { get; set; }
+    public bool NoSuid { get; set; }
+    public bool NoExec { get; set; }
+    public string? Context { get; set; }
+    public bool Acl { get; set; } = true;
+    public bool StaticNlink { get; set; }
+    /// <summary>redirect_dir=on (default): lower and merged directories can be renamed. off: EXDEV, as the kernel's default.</summary>
+    public bool RedirectDir { get; set; } = true;
+    public IdMapping? UidMapping { get; set; }
+    public IdMapping? GidMapping { get; set; }
+    public uint? SquashUid { get; set; }
+    public uint? SquashGid { get; set; }
+    public int Workers { get; set; } = 4;
+    public bool Passthrough { get; set; } = true;
+    public string? FsName { get; set; }
+
+    public bool Writable => UpperDir is not null && !ReadOnly;
+
+    /// <summary>Parses one or more -o strings. Throws <see cref="ArgumentException"/> with a one-line reason.</summary>
+    public static OverlayOptions Parse(IEnumerable<string> optionStrings, bool asRoot)
+    {
+        var o = new OverlayOptions
+        {
+            // As root these are on, as in fuse-overlayfs: processes inside a container run as other users.
+            AllowOther = asRoot,
+        };
+        o.NoDev = !asRoot; o.NoSuid = !asRoot;
+        foreach (var s in optionStrings)
+            foreach (var opt in Split(s))
+                o.Apply(opt, asRoot);
+        if (o.LowerDirs.Count == 0) throw new ArgumentException("missing lowerdir= (at least one lower layer is needed)");
+        if ((o.UpperDir is null) != (o.WorkDir is null))
+            throw new ArgumentException(o.UpperDir is null ? "workdir= given without upperdir=" : "upperdir= needs workdir=");
+        return o;
+    }
+
+    void Apply(string opt, bool asRoot)
+    {
+        int eq = opt.IndexOf('=');
+        string key = eq < 0 ? opt : opt[..eq];
+        string? value = eq < 0 ? null : opt[(eq + 1)..];
+        string Need() => value ?? throw new ArgumentException($"option {key} needs a value");
+        switch (key)
+        {
+            case "lowerdir":
+                foreach (var l in SplitLayers(Need())) LowerDirs.Add(l);
+                break;
+            case "upperdir": UpperDir = Unescape(Need()); break;
+            case "workdir": WorkDir = Unescape(Need()); break;
+            case "volatile": Volatile = true; break;
+            case "fsync": Volatile = Need() == "0"; break;
+            case "timeout": Timeout = double.Parse(Need(), System.Globalization.CultureInfo.InvariantCulture); break;
+            case "noatime" or "relatime" or "strictatime" or "atime" or "nodiratime": NoAtime = key != "strictatime" && key != "atime"; break;
+            case "nodev": NoDev = true; break;
+            case "dev": NoDev = false; break;
+            case "nosuid": NoSuid = true; break;
+            case "suid": NoSuid = false; break;
+            case "noexec": NoExec = true; break;
+            case "exec": NoExec = false; break;
+            case "ro": ReadOnly = true; break;
+            case "rw": ReadOnly = false; break;
+            case "context" or "fscontext" or "defcontext" or "rootcontext": Context = Need().Trim('"'); break;
+            case "allow_other": AllowOther = true; break;
+            case "allow_root": AllowOther = true; break;
+            case "default_permissions": DefaultPermissions = true; break;
+            case "noacl": Acl = false; break;
+            case "static_nlink": StaticNlink = true; break;
+            case "redirect_dir":
+                RedirectDir = Need() switch
+                {
+                    "on" or "follow" => true,
+                    "off" or "nofollow" => false,
+                    var v => throw new ArgumentException($"redirect_dir={v}: expected on or off"),
+                };
+                break;
+            case "xino":
+                if (Need() is not ("on" or "off" or "auto")) throw new ArgumentException($"xino={value}: expected on, off or auto");
+                break; // inode numbers are always unique across layers here (layer index in the high bits)
+            case "index":
+                if (Need() != "off") throw new ArgumentException("index=on is not supported");
+                break;
+            case "metacopy":
+                if (Need() != "off") throw new ArgumentException("metacopy=on is not supported");
+                break;
+            case "userxattr": break; // private xattrs already use the user. namespace when not root
+            case "squash_to_root": SquashUid = 0; SquashGid = 0; break;
+            case "squash_to_uid": SquashUid = uint.Parse(Need()); break;
+            case "squash_to_gid": SquashGid = uint.Parse(Need()); break;
+            case "uidmapping": UidMapping = IdMapping.Parse(Need(), key); break;
+            case "gidmapping": GidMapping = IdMapping.Parse(Need(), key); break;
+            case "threads" or "workers": Workers = Math.Clamp(int.Parse(Need()), 1, 64); break;
+            case "passthrough": Passthrough = Need() != "0" && value != "off"; break;
+            case "fsname": FsName = Need(); break;
+            case "max_idle_threads" or "max_threads" or "clone_fd" or "subtype" or "auto_unmount":
+                break; // libfuse tuning options: meaningless for this daemon's worker model
+            default:
+                throw new ArgumentException($"unknown option '{opt}'");
+        }
+    }
+
+    /// <summary>Splits on commas outside double quotes (SELinux contexts contain commas).</summary>
+    static IEnumerable<string> Split(string s)
+    {
+        var sb = new StringBuilder();
+        bool quoted = false;
+        for (int i = 0; i < s.Length; i++)
+        {
+            char c = s[i];
+            if (c == '\\' && i + 1 < s.Length) { sb.Append(c).Append(s[++i]); continue; }
+            if (c == '"') quoted = !quoted;
+            if (c == ',' && !quoted) { if (sb.Length > 0) yield return sb.ToString(); sb.Clear(); continue; }
+            sb.Append(c);
+        }
+        if (sb.Length > 0) yield return sb.ToString();
+    }
+
+    /// <summary>Splits lowerdir on ':' honouring '\:' escapes; "::" (data-only layers) is refused.</summary>
+    static IEnumerable<string> SplitLayers(string s)
+    {
+        var sb = new StringBuilder();
+        for (int i = 0; i < s.Length; i++)
+        {
+            char c = s[i];
+            if (c == '\\' && i + 1 < s.Length) { sb.Append(s[++i]); continue; }
+            if (c == ':')
+            {
+                if (sb.Length == 0) throw new ArgumentException("lowerdir: empty layer (data-only layers '::' are not supported)");
+                yield return sb.ToString(); sb.Clear(); continue;
+            }
+            sb.Append(c);
+        }
+        if (sb.Length == 0) throw new ArgumentException("lowerdir: empty layer path");
+        yield return sb.ToString();
+    }
+
+    static string Unescape(string s) => s.Replace("\\:", ":").Replace("\\,", ",").Replace("\\\\", "\\");
+}
+
+/// <summary>uidmapping=/gidmapping= triples "inside:outside:length[:...]" as fuse-overlayfs takes them.</summary>
+public sealed class IdMapping
+{
+    readonly (uint Inside, uint Outside, uint Length)[] _ranges;
+    IdMapping((uint, uint, uint)[] ranges) => _ranges = ranges;
+
+    public static IdMapping Parse(string s, string option)
+    {
+        var parts = s.Split(':');
+        if (parts.Length % 3 != 0) throw new ArgumentException($"{option}={s}: expected container:host:length triples");
+        var ranges = new (uint, uint, uint)[parts.Length / 3];
+        for (int i = 0; i < ranges.Length; i++)
+        {
+            if (!uint.TryParse(parts[3 * i], out var a) || !uint.TryParse(parts[3 * i + 1], out var b) || !uint.TryParse(parts[3 * i + 2], out var c))
+                throw new ArgumentException($"{option}={s}: not a number");
+            ranges[i] = (a, b, c);
+        }
+        return new IdMapping(ranges);
+    }
+
+    /// <summary>Host id to the id shown inside the mount; unmapped ids show as overflow (65534).</summary>
+    public uint ToInside(uint host)
+    {
+        foreach (var (inside, outside, length) in _ranges)
+            if (host >= outside && host - outside < length) return inside + (host - outside);
+        return 65534;
+    }
+
+    /// <summary>Id from inside the mount to the host id stored on disk.</summary>
+    public uint ToHost(uint inside)
+    {
+        foreach (var (i, outside, length) in _ranges)
+            if (inside >= i && inside - i < length) return outside + (inside - i);
+        return 65534;
+    }
+}
