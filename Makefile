@@ -19,7 +19,7 @@ publish: $(BIN)
 $(BIN): $(SOURCES) Directory.Build.props
 	$(DOTNET) publish src/UnionFs.Cli -c $(CONFIG) -o obj/publish --nologo -v quiet
 	@mkdir -p bin
-	cp obj/publish/unionfs $(BIN)
+	cp obj/publish/unionfs $(BIN).tmp && mv -f $(BIN).tmp $(BIN)
 
 install: $(BIN)
 	install -m 0755 $(BIN) /usr/local/bin/unionfs

@@ -39,7 +39,6 @@ static unsafe class Daemon
             return 1;
         }
         Report(statusFd, "OK");
-        if (statusFd >= 0) DetachStdio();
 
         int stopping = 0;
         void Stop(PosixSignalContext ctx)
@@ -66,6 +65,16 @@ static unsafe class Daemon
         byte[] bytes = Encoding.UTF8.GetBytes(message + "\n");
         fixed (byte* b = bytes) Libc.write(statusFd, b, bytes.Length);
         Libc.close(statusFd);
+    }
+
+    /// <summary>
+    /// Called first thing in Main: a daemon child lets go of the caller's terminal or pipe before the runtime
+    /// duplicates the standard descriptors for Console (a caller reading our output through $(...) would otherwise
+    /// wait for the daemon to exit). Everything it has to say goes through the status pipe.
+    /// </summary>
+    public static void DetachIfDaemonChild()
+    {
+        if (Environment.GetEnvironmentVariable(StatusFdVariable) is not null) DetachStdio();
     }
 
     static void DetachStdio()

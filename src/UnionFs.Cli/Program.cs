@@ -28,6 +28,7 @@ static class Program
 
     static int Main(string[] args)
     {
+        Daemon.DetachIfDaemonChild();
         try
         {
             string self = Path.GetFileName(Environment.ProcessPath ?? "unionfs");
@@ -40,6 +41,7 @@ static class Program
                 "mount" => MountCommand.Run(args[1..]),
                 "umount" or "unmount" => Umount(args[1..]),
                 "loopback" => Loopback(args[1..]),
+                "image" or "container" or "system" => UnionFs.Engine.Cli.EngineCli.Run(args),
                 _ => Fail($"unknown command '{args[0]}' (see unionfs --help)", 2),
             };
         }

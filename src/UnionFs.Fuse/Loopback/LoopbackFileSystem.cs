@@ -21,7 +21,8 @@ public sealed unsafe class LoopbackFileSystem : IFuseFileSystem, IDisposable
         public long Lookups;
     }
 
-    sealed class DirHandle { public required List<(byte[] Name, ulong Ino, uint Type)> Entries; }
+    /// <summary>A snapshot of the listing: cookies stay valid while the directory changes; rewinddir re-reads it.</summary>
+    sealed class DirHandle { public required int Fd; public required List<(byte[] Name, ulong Ino, uint Type)> Entries; public bool Served; }
 
     const ulong Timeout = 1; // seconds; the source may change behind the mount
 
@@ -136,7 +137,6 @@ public sealed unsafe class LoopbackFileSystem : IFuseFileSystem, IDisposable
             Timespec* ts = stackalloc Timespec[2];
             ts[0] = TimeFrom(s.Valid, SetAttrValid.ATime, SetAttrValid.ATimeNow, s.ATime, s.ATimeNsec);
             ts[1] = TimeFrom(s.Valid, SetAttrValid.MTime, SetAttrValid.MTimeNow, s.MTime, s.MTimeNsec);
-            if (n.Type == Libc.S_IFLNK) return Errno.EOPNOTSUPP;
             if (Libc.utimensat(Libc.AT_FDCWD, path, ts, 0) < 0) return Errno.Last;
         }
         return GetAttr(ctx, node, 0, false, ref attr);
@@ -242,6 +242,29 @@ public sealed unsafe class LoopbackFileSystem : IFuseFileSystem, IDisposable
         return 0;
     }
 
+    public int TmpFile(in RequestContext ctx, ulong parent, int flags, uint mode, uint umask, ref EntryOut entry, ref OpenOut open)
+    {
+        if (Get(parent) is not { } p) return Errno.ESTALE;
+        int fd;
+        fixed (byte* dot = ".\0"u8) fd = Libc.openat(p.Fd, dot, (flags & ~Libc.O_CREAT) | Libc.O_TMPFILE | Libc.O_CLOEXEC, mode);
+        if (fd < 0) return Errno.Last;
+        if (Libc.getuid() == 0) Libc.fchown(fd, ctx.Uid, ctx.Gid);
+        byte* path = stackalloc byte[32];
+        int pathFd = Libc.openat(Libc.AT_FDCWD, FsUtil.ProcFdPath(fd, path), Libc.O_PATH | Libc.O_CLOEXEC, 0);
+        Statx st;
+        if (pathFd < 0 || Libc.statx(pathFd, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &st) < 0)
+        {
+            int e = Errno.Last; Libc.close(fd); if (pathFd >= 0) Libc.close(pathFd); return e;
+        }
+        var node = new Node { Id = (ulong)Interlocked.Increment(ref _nextId), Fd = pathFd, Key = (st.Dev, st.Ino), Type = st.Type, Lookups = 1 };
+        lock (_lock) { _byKey[node.Key] = node; _nodes[node.Id] = node; }
+        entry.NodeId = node.Id;
+        entry.EntryValid = entry.AttrValid = Timeout;
+        FsUtil.ToAttr(st, st.Ino, ref entry.Attr);
+        open.Fh = (ulong)fd;
+        return 0;
+    }
+
     public int Read(in RequestContext ctx, ulong node, ulong fh, long offset, Span<byte> buffer, out int bytesRead)
     {
         bytesRead = 0;
@@ -295,37 +318,43 @@ public sealed unsafe class LoopbackFileSystem : IFuseFileSystem, IDisposable
     {
         if (Get(node) is not { } n) return Errno.ESTALE;
         int fd;
-        fixed (byte* dot = "."u8) fd = Libc.openat(n.Fd, dot, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0);
+        fixed (byte* dot = ".\0"u8) fd = Libc.openat(n.Fd, dot, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0);
         if (fd < 0) return Errno.Last;
         var entries = new List<(byte[], ulong, uint)>();
+        int e = List(fd, entries);
+        if (e != 0) { Libc.close(fd); return e; }
+        ulong id = (ulong)Interlocked.Increment(ref _nextDirHandle);
+        _dirs[id] = new DirHandle { Fd = fd, Entries = entries };
+        open.Fh = id;
+        return 0;
+    }
+
+    static int List(int fd, List<(byte[], ulong, uint)> entries)
+    {
+        entries.Clear();
+        Libc.lseek(fd, 0, Libc.SEEK_SET);
         byte[] buf = new byte[32768];
-        try
+        fixed (byte* b = buf)
         {
-            fixed (byte* b = buf)
+            while (true)
             {
-                while (true)
+                nint r = Libc.getdents64(fd, b, buf.Length);
+                if (r < 0) return Errno.Last;
+                if (r == 0) return 0;
+                for (int at = 0; at < r;)
                 {
-                    nint r = Libc.getdents64(fd, b, buf.Length);
-                    if (r < 0) return Errno.Last;
-                    if (r == 0) break;
-                    for (int at = 0; at < r;)
-                    {
-                        at = FsUtil.NextDirent(buf, at, out ulong ino, out byte type, out var name);
-                        entries.Add((name.ToArray(), ino, (uint)type << 12));
-                    }
+                    at = FsUtil.NextDirent(buf.AsSpan(0, (int)r), at, out ulong ino, out byte type, out var name);
+                    entries.Add((name.ToArray(), ino, (uint)type << 12));
                 }
             }
         }
-        finally { Libc.close(fd); }
-        ulong id = (ulong)Interlocked.Increment(ref _nextDirHandle);
-        _dirs[id] = new DirHandle { Entries = entries };
-        open.Fh = id;
-        return 0;
     }
 
     public int ReadDir(in RequestContext ctx, ulong node, ulong fh, long offset, ref DirEntryWriter writer)
     {
         if (!_dirs.TryGetValue(fh, out var dir) || Get(node) is not { } n) return Errno.EBADF;
+        if (offset == 0 && dir.Served && List(dir.Fd, dir.Entries) is var e && e != 0) return e;
+        dir.Served = true;
         for (int i = (int)offset; i < dir.Entries.Count; i++)
         {
             var (name, ino, type) = dir.Entries[i];
@@ -342,7 +371,7 @@ public sealed unsafe class LoopbackFileSystem : IFuseFileSystem, IDisposable
 
     public int ReleaseDir(in RequestContext ctx, ulong node, ulong fh)
     {
-        _dirs.TryRemove(fh, out _);
+        if (_dirs.TryRemove(fh, out var dir)) Libc.close(dir.Fd);
         return 0;
     }
 
@@ -364,7 +393,6 @@ public sealed unsafe class LoopbackFileSystem : IFuseFileSystem, IDisposable
     public int SetXattr(in RequestContext ctx, ulong node, ReadOnlySpan<byte> name, ReadOnlySpan<byte> value, int flags)
     {
         if (Get(node) is not { } n) return Errno.ESTALE;
-        if (n.Type == Libc.S_IFLNK) return Errno.EPERM;
         byte* path = stackalloc byte[32];
         fixed (byte* nm = name) fixed (byte* v = value)
             return FsUtil.Err(Libc.setxattr(FsUtil.ProcFdPath(n.Fd, path), nm, v, value.Length, flags));
@@ -391,7 +419,7 @@ public sealed unsafe class LoopbackFileSystem : IFuseFileSystem, IDisposable
         byte* path = stackalloc byte[32];
         fixed (byte* l = list)
         {
-            nint r = n.Type == Libc.S_IFLNK ? 0 : Libc.listxattr(FsUtil.ProcFdPath(n.Fd, path), l, list.Length);
+            nint r = Libc.listxattr(FsUtil.ProcFdPath(n.Fd, path), l, list.Length);
             if (r < 0) return Errno.Last;
             size = (int)r;
         }
