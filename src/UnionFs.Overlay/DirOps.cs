@@ -13,7 +13,7 @@ public sealed unsafe partial class OverlayFileSystem
     ref struct NameState
     {
         public bool Exists;          // visible in the merged view
-        public int TopIndex;         // index into the parent's Dirs when it exists
+        public int TopLayer;         // the layer holding it, when it exists
         public bool UpperWhiteout;   // the upper holds a whiteout (char 0/0) at the name
         public bool UpperAufsWhiteout; // the upper holds ".wh.NAME"
         public bool LowerHasName;    // some lower layer below the upper has the name (whiteouts excluded)
@@ -27,7 +27,7 @@ public sealed unsafe partial class OverlayFileSystem
         int top = FindTop(dirs, 0, nameZ, name, out s.Stat);
         if (top < 0 && top != -Errno.ENOENT) return -top;
         s.Exists = top >= 0;
-        s.TopIndex = top;
+        s.TopLayer = top >= 0 ? dirs[top].Layer : -1;
         int first = 0;
         if (HasUpper && dirs.Length > 0 && dirs[0].Layer == 0)
         {
@@ -262,7 +262,7 @@ public sealed unsafe partial class OverlayFileSystem
                 e = CopyUpDir(parent, out int pfd);
                 if (e != 0) return e;
                 KeepIfStillReachable(node, parent, name, st);
-                bool inUpper = parent.Dirs[s.TopIndex].Layer == 0;
+                bool inUpper = s.TopLayer == 0;
                 if (!inUpper) e = WriteWhiteout(pfd, nameZ, name);
                 else if (!s.LowerHasName) e = dir ? RemoveUpperDir(pfd, nameZ) : FsUtil.Err(Libc.unlinkat(pfd, nameZ, 0));
                 else e = ReplaceWithWhiteout(pfd, nameZ, name, dir);
@@ -352,21 +352,26 @@ public sealed unsafe partial class OverlayFileSystem
         int fd = Libc.openat(dirFd, nameZ, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0);
         if (fd < 0) return;
         byte* buf = stackalloc byte[8192];
-        while (true)
+        byte* c = stackalloc byte[NameMax + 1];
+        // Delete what one pass lists, then list again from the start: removing entries while reading on shifts
+        // the directory's offsets. Stop when a pass removes nothing.
+        bool removed = true;
+        while (removed)
         {
-            nint n = Libc.getdents64(fd, buf, 8192);
-            if (n <= 0) break;
-            var span = new ReadOnlySpan<byte>(buf, (int)n);
-            for (int at = 0; at < n;)
-            {
-                at = FsUtil.NextDirent(span, at, out _, out _, out var child);
-                if (FsUtil.IsDotOrDotDot(child)) continue;
-                byte* c = stackalloc byte[child.Length + 1];
-                child.CopyTo(new Span<byte>(c, child.Length));
-                c[child.Length] = 0;
-                RemoveTreeAt(fd, c);
-            }
+            removed = false;
             Libc.lseek(fd, 0, Libc.SEEK_SET);
+            nint n;
+            while ((n = Libc.getdents64(fd, buf, 8192)) > 0)
+            {
+                var span = new ReadOnlySpan<byte>(buf, (int)n);
+                for (int at = 0; at < n;)
+                {
+                    at = FsUtil.NextDirent(span, at, out _, out _, out var child);
+                    if (FsUtil.IsDotOrDotDot(child) || ToNameZ(child, c) != 0) continue;
+                    RemoveTreeAt(fd, c);
+                    removed = true;
+                }
+            }
         }
         Libc.close(fd);
         Libc.unlinkat(dirFd, nameZ, Libc.AT_REMOVEDIR);
@@ -448,7 +453,7 @@ public sealed unsafe partial class OverlayFileSystem
             e = Markers.SetXattr(pfd, name, _x.Opaque, "y"u8);
             if (e != 0) return e;
         }
-        if (dst is not null && dst.IsDir && to.Exists && newParent.Dirs[to.TopIndex].Layer == 0)
+        if (dst is not null && dst.IsDir && to.Exists && to.TopLayer == 0)
         {
             // The target directory is logically empty but its upper part may hold whiteouts.
             e = ClearWhiteouts(npfd, newNameZ);
@@ -511,6 +516,7 @@ public sealed unsafe partial class OverlayFileSystem
         int fd = Libc.openat(pfd, nameZ, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0);
         if (fd < 0) return Errno.Last;
         byte* buf = stackalloc byte[8192];
+        byte* c = stackalloc byte[NameMax + 1];
         try
         {
             while (true)
@@ -522,10 +528,7 @@ public sealed unsafe partial class OverlayFileSystem
                 for (int at = 0; at < n;)
                 {
                     at = FsUtil.NextDirent(span, at, out _, out _, out var child);
-                    if (FsUtil.IsDotOrDotDot(child)) continue;
-                    byte* c = stackalloc byte[child.Length + 1];
-                    child.CopyTo(new Span<byte>(c, child.Length));
-                    c[child.Length] = 0;
+                    if (FsUtil.IsDotOrDotDot(child) || ToNameZ(child, c) != 0) continue;
                     Libc.unlinkat(fd, c, 0);
                 }
             }

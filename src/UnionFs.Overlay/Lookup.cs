@@ -73,6 +73,7 @@ public sealed unsafe partial class OverlayFileSystem
         fresh.Ino = origin != 0 ? origin : MakeIno(ld.Layer, st.Ino);
         if (fresh.IsDir)
         {
+            if (origin != 0 || _layers[ld.Layer].IsUpper) fresh.Impure = IsImpure(ld.Fd, name);
             e = BuildDirs(fresh, parent, top, nameZ, name);
             if (e != 0) { foreach (var d in fresh.Dirs) Libc.close(d.Fd); return e; }
         }
@@ -80,6 +81,8 @@ public sealed unsafe partial class OverlayFileSystem
         if (node != fresh) foreach (var d in fresh.Dirs) Libc.close(d.Fd); // lost a race to another lookup
         return 0;
     }
+
+    bool IsImpure(int dirFd, ReadOnlySpan<byte> name) => Markers.GetString(dirFd, name, _x.Impure) is not null;
 
     /// <summary>The index in <paramref name="dirs"/> of the topmost layer holding the name, or -errno.</summary>
     int FindTop(LayerDir[] dirs, int from, byte* nameZ, ReadOnlySpan<byte> name, out Statx st)

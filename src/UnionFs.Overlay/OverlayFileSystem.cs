@@ -116,6 +116,7 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
         var root = new Node(1, Libc.S_IFDIR)
         {
             Dirs = dirs.ToArray(), Key = (0, st.Dev, st.Ino), Ino = 1,
+            Impure = HasUpper && Markers.GetString(dirs[0].Fd, ReadOnlySpan<byte>.Empty, _x.Impure) is not null,
         };
         return root;
     }

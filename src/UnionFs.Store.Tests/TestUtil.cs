@@ -29,7 +29,11 @@ public sealed class TarBuilder
     public TarBuilder File(string name, string content, int mode = 0x1a4, Dictionary<string, string>? pax = null, int uid = 0)
     {
         var e = new PaxTarEntry(TarEntryType.RegularFile, name, pax ?? new())
-        { Mode = (UnixFileMode)mode, ModificationTime = T0, Uid = uid, DataStream = new MemoryStream(Encoding.UTF8.GetBytes(content)) };
+        { Mode = (UnixFileMode)mode, Uid = uid, DataStream = new MemoryStream(Encoding.UTF8.GetBytes(content)) };
+        // System.Formats.Tar writes mtime from this property (100 ns ticks), not from the dictionary.
+        e.ModificationTime = pax?.TryGetValue("mtime", out var m) == true
+            ? DateTimeOffset.UnixEpoch.AddTicks((long)(decimal.Parse(m, System.Globalization.CultureInfo.InvariantCulture) * TimeSpan.TicksPerSecond))
+            : T0;
         _w.WriteEntry(e); return this;
     }
 

@@ -41,10 +41,12 @@ public sealed partial class Store
     public List<(string Name, string ImageId)> ListTags() =>
         Db.Query("SELECT name, image_id FROM tags ORDER BY name", r => (r.GetString(0), r.GetString(1)));
 
-    /// <summary>"busybox" means "busybox:latest", as in docker.</summary>
+    /// <summary>"busybox" means "busybox:latest", and "docker.io/library/busybox" is "busybox", as in docker.</summary>
     public static string NormalizeTag(string name)
     {
         if (name.Length == 0 || name.Any(char.IsWhiteSpace)) throw new StoreException($"invalid image name '{name}'");
+        foreach (var prefix in new[] { "docker.io/library/", "docker.io/" })
+            if (name.StartsWith(prefix, StringComparison.Ordinal) && name.Length > prefix.Length) { name = name[prefix.Length..]; break; }
         int slash = name.LastIndexOf('/');
         return name.IndexOf(':', slash + 1) >= 0 ? name : name + ":latest";
     }
@@ -87,7 +89,7 @@ public sealed partial class Store
     /// </summary>
     public List<LayerRecord> DeleteImage(string imageId, bool force)
     {
-        List<string> dirs = new();
+        List<string> dirs = new(), blobs = new();
         var removed = Db.Write(() =>
         {
             if (GetImage(imageId) is null) throw new StoreException($"image {imageId}: no such image");
@@ -98,10 +100,27 @@ public sealed partial class Store
             Db.Exec("DELETE FROM images WHERE id=$i", ("$i", imageId));
             var unused = UnreferencedLayers();
             dirs = UnregisterLayers(unused);
+            blobs = UnregisterUnusedBlobs(unused.Select(l => l.BlobDigest).OfType<string>().Append(imageId));
             return unused;
         });
         RemoveDirs(dirs);
+        foreach (var b in blobs) Fs.FileOps.RemoveTree(b);
         return removed;
+    }
+
+    /// <summary>Of the given blobs, unregisters those no layer or image references any more (inside a transaction); returns their files.</summary>
+    List<string> UnregisterUnusedBlobs(IEnumerable<string> candidates)
+    {
+        var files = new List<string>();
+        foreach (var d in candidates.Distinct())
+        {
+            // A container created from a force-removed image still needs the config to commit.
+            bool used = Db.Scalar("SELECT 1 FROM layers WHERE blob_digest=$d UNION SELECT 1 FROM images WHERE id=$d UNION SELECT 1 FROM containers WHERE image_id=$d", ("$d", d)) is not null;
+            if (used) continue;
+            Db.Exec("DELETE FROM blobs WHERE digest=$d", ("$d", d));
+            files.Add(Layout.BlobPath(d));
+        }
+        return files;
     }
 
     /// <summary>Layers that are not in the stack of any image or container (inside a transaction).</summary>

@@ -61,6 +61,7 @@ public sealed partial class Store
                 var unpacker = new LayerUnpacker(Path.Combine(tmpDir, "diff"));
                 try { unpacker.Unpack(tar); }
                 catch (InvalidDataException e) { throw new LayerFormatException($"not a valid layer tar: {e.Message}"); }
+                catch (EndOfStreamException) { throw new LayerFormatException("not a valid layer tar: it ends in the middle of an entry"); }
                 tar.Drain();
                 compressed.Drain();
                 diffId = tar.Digest(); tarSize = tar.BytesRead;

@@ -29,7 +29,7 @@ public sealed partial class Store
         {
             var unused = UnreferencedLayers();
             dirs = UnregisterLayers(unused);
-            var needed = new HashSet<string>(Db.Query("SELECT blob_digest FROM layers WHERE blob_digest IS NOT NULL UNION SELECT id FROM images", r => r.GetString(0)));
+            var needed = new HashSet<string>(Db.Query("SELECT blob_digest FROM layers WHERE blob_digest IS NOT NULL UNION SELECT id FROM images UNION SELECT image_id FROM containers", r => r.GetString(0)));
             int nblobs = 0;
             foreach (var d in Db.Query("SELECT digest FROM blobs", r => r.GetString(0)))
             {
@@ -41,7 +41,7 @@ public sealed partial class Store
             // Directories and files with no row at all. Names starting with '.' are in-flight work of live processes.
             var cacheIds = new HashSet<string>(Db.Query("SELECT cache_id FROM layers", r => r.GetString(0)));
             foreach (var name in FileOps.ListDir(Layout.Layers))
-                if (!name.StartsWith('.') && !cacheIds.Contains(name)) dirs.Add(Layout.LayerDir(name));
+                if (!name.StartsWith('.') && !cacheIds.Contains(name) && !dirs.Contains(Layout.LayerDir(name))) dirs.Add(Layout.LayerDir(name));
             var containerIds = new HashSet<string>(Db.Query("SELECT id FROM containers", r => r.GetString(0)));
             foreach (var name in FileOps.ListDir(Layout.Containers))
                 if (!name.StartsWith('.') && !containerIds.Contains(name)) dirs.Add(Layout.ContainerDir(name));

@@ -26,7 +26,10 @@ public sealed partial class Store : IDisposable
         _log = logger ?? NullLogger.Instance;
         Layout = new StoreLayout(root);
         try { Layout.Create(); }
-        catch (UnauthorizedAccessException e) { throw new StoreException($"create store {Layout.Root}: {e.Message}"); }
+        catch (Exception e) when (e is UnauthorizedAccessException or IOException)
+        {
+            throw new StoreException($"create store {Layout.Root}: {e.Message}");
+        }
         Db = new StoreDb(Layout.Database);
         int stale = Layout.RemoveStaleTemps();
         if (stale > 0) _log.LogInformation("removed {Count} leftovers of interrupted operations under {Root}", stale, Layout.Root);

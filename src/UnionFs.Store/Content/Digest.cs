@@ -49,9 +49,3 @@ public static class Digest
     /// <summary>A random 64-hex id (containers, on-disk cache ids): never derived from content.</summary>
     public static string RandomId() => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
 }
-
-/// <summary>An expected failure with a one-line message meant for the user (bad input, missing object).</summary>
-public class StoreException : Exception
-{
-    public StoreException(string message, Exception? inner = null) : base(message, inner) { }
-}

@@ -52,7 +52,7 @@ public sealed unsafe class BeneathDir : IDisposable
                     if (e == Errno.ELOOP || e == Errno.EXDEV)
                         throw new LayerFormatException($"entry '{entryName}': '{shown}' is a symlink; refusing to write through it");
                     if (e == Errno.ENOTDIR)
-                        throw new LayerFormatException($"entry '{entryName}': '{shown}' is not a directory");
+                        throw new NotADirectoryInLayerException($"entry '{entryName}': '{shown}' is not a directory");
                     throw new PosixException(e, "openat2", shown);
                 }
                 Libc.close(fd);
@@ -84,3 +84,6 @@ public sealed unsafe class BeneathDir : IDisposable
         if (Fd >= 0) { Libc.close(Fd); Fd = -1; }
     }
 }
+
+/// <summary>A path component that must be a directory is something else (a file, a whiteout).</summary>
+public sealed class NotADirectoryInLayerException(string message) : LayerFormatException(message);

@@ -9,12 +9,14 @@ namespace UnionFs.Store.Tar;
 /// <summary>
 /// Writes tree nodes as a PAX tar with normalised headers, so the same tree always yields the same
 /// bytes (and so the same diffID): numeric owners only (no user/group names), no atime/ctime, mtime
-/// with nanoseconds, whiteouts as empty mode-0 files dated at the epoch, hard links as typeflag '1'
+/// (to 100 ns: System.Formats.Tar keeps DateTimeOffset ticks), whiteouts as empty mode-0 files dated at the epoch, hard links as typeflag '1'
 /// entries pointing at the first path of the inode. Overlay's private xattrs are never exported.
 /// </summary>
 public static class LayerTarWriter
 {
-    static readonly string[] PrivateXattrPrefixes = ["trusted.overlay.", "user.overlay.", "user.fuseoverlayfs.", "user.unionfs."];
+    // The same private namespaces the union hides from the container (UnionFs.Overlay Markers).
+    static readonly string[] PrivateXattrPrefixes =
+        ["trusted.overlay.", "user.overlay.", "trusted.unionfs.", "user.unionfs.", "user.fuseoverlayfs.", "security.fuseoverlayfs."];
 
     public sealed class Stats { public long Entries; public long ContentBytes; }
 
@@ -22,7 +24,8 @@ public static class LayerTarWriter
     {
         var stats = new Stats();
         var firstPathOfInode = new Dictionary<(ulong Dev, ulong Ino), string>();
-        using var writer = new TarWriter(output, TarEntryFormat.Pax, leaveOpen: true);
+        var filtered = new ReproducibleTarStream(output);
+        using var writer = new TarWriter(filtered, TarEntryFormat.Pax, leaveOpen: true);
         foreach (var node in nodes)
         {
             switch (node.Kind)
@@ -44,7 +47,7 @@ public static class LayerTarWriter
 
     static PaxTarEntry Marker(string path)
     {
-        var e = new PaxTarEntry(TarEntryType.RegularFile, path, new Dictionary<string, string> { ["mtime"] = "0" });
+        var e = new PaxTarEntry(TarEntryType.RegularFile, path);
         e.Mode = 0; e.Uid = 0; e.Gid = 0; e.UserName = ""; e.GroupName = "";
         e.ModificationTime = DateTimeOffset.UnixEpoch;
         return e;
@@ -53,10 +56,7 @@ public static class LayerTarWriter
     static bool WriteObject(TarWriter writer, TreeNode node, Dictionary<(ulong, ulong), string> firstPath, Stats stats, Action<long>? onContent)
     {
         var st = FileOps.Lstat(node.Source!);
-        var pax = new Dictionary<string, string>(StringComparer.Ordinal)
-        {
-            ["mtime"] = $"{st.MTime.Sec}.{st.MTime.Nsec:D9}".TrimEnd('0').TrimEnd('.'),
-        };
+        var pax = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var name in FileOps.ListXattrs(node.Source!))
         {
             if (PrivateXattrPrefixes.Any(p => name.StartsWith(p, StringComparison.Ordinal))) continue;

@@ -61,7 +61,14 @@ public sealed unsafe class LayerUnpacker
             return;
         }
         string name = parts[^1];
-        using var parent = BeneathDir.Open(root, parts.AsSpan(0, parts.Length - 1), create: true, entry.Name);
+        BeneathDir parent;
+        try { parent = BeneathDir.Open(root, parts.AsSpan(0, parts.Length - 1), create: true, entry.Name); }
+        catch (NotADirectoryInLayerException) when (name.StartsWith(WhiteoutPrefix, StringComparison.Ordinal))
+        {
+            // Some tools emit ".wh.foo" and then "foo/.wh.bar": the inner whiteout is moot (containers/storage ignores it too).
+            return;
+        }
+        using var _ = parent;
 
         if (name == OpaqueMarker) { FileOps.SetXattr(parent.ProcPath(), FileOps.OpaqueXattr, "y"u8, followLast: true); return; }
         if (name.StartsWith(WhiteoutPrefix, StringComparison.Ordinal))

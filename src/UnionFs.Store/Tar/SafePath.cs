@@ -29,7 +29,7 @@ public static class SafePath
 }
 
 /// <summary>A layer tarball that is malformed or malicious; nothing from it is registered.</summary>
-public sealed class LayerFormatException : StoreException
+public class LayerFormatException : StoreException
 {
     public LayerFormatException(string message) : base(message) { }
 }

@@ -67,7 +67,7 @@ public static class TreeSources
             yield return new TreeNode(path, full, NodeKind.Object);
             if (!st.IsDir) continue;
 
-            if (FileOps.GetXattr(full, FileOps.RedirectXattr) is { } redirect)
+            if ((FileOps.GetXattr(full, FileOps.RedirectXattr) ?? FileOps.GetXattr(full, "user.overlay.redirect")) is { } redirect)
             {
                 string from = ResolveRedirect(rel, Encoding.UTF8.GetString(redirect));
                 var sources = new List<string> { full };

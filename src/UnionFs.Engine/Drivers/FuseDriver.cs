@@ -1,0 +1,48 @@
+using System.Diagnostics;
+
+namespace UnionFs.Engine.Drivers;
+
+/// <summary>
+/// Our FUSE union, run as its own daemon per mount: `unionfs mount -o lowerdir=...,upperdir=...,workdir=... TARGET`
+/// returns once the mount answers (the daemon stays in the background) and reports failure through its exit status.
+/// </summary>
+public sealed class FuseDriver : IStorageDriver
+{
+    public string Name => "fuse";
+
+    public void Mount(IReadOnlyList<string> lowers, string upper, string work, string target)
+    {
+        string options = StorageDrivers.Options(lowers, upper, work);
+        int rc = Run(Binary(), "mount", "-o", options, target);
+        if (rc != 0) throw new StoreException($"mount {target}: '{Binary()} mount' failed with exit status {rc}");
+    }
+
+    public void Unmount(string target)
+    {
+        if (!MountTable.IsMountPoint(target)) return;
+        if (MountTable.IsDead(target)) { MountTable.Unmount(target); return; }
+        int rc = Run(Binary(), "umount", target);
+        if (rc != 0) throw new StoreException($"umount {target}: '{Binary()} umount' failed with exit status {rc}");
+    }
+
+    /// <summary>UNIONFS_BIN, else this process when it is the unionfs executable, else `unionfs` on PATH.</summary>
+    public static string Binary()
+    {
+        if (Environment.GetEnvironmentVariable("UNIONFS_BIN") is { Length: > 0 } env) return env;
+        if (Environment.ProcessPath is { } self && Path.GetFileName(self) == "unionfs") return self;
+        foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries))
+            if (File.Exists(Path.Combine(dir, "unionfs"))) return Path.Combine(dir, "unionfs");
+        throw new StoreException("fuse driver: cannot find the unionfs executable (set UNIONFS_BIN, or use --storage-driver overlay)");
+    }
+
+    static int Run(string exe, params string[] args)
+    {
+        var psi = new ProcessStartInfo(exe) { UseShellExecute = false };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        // stdio is inherited, not redirected: the daemon keeps running after its parent exits, and
+        // waiting for EOF on a pipe it inherited would hang.
+        using var p = Process.Start(psi) ?? throw new StoreException($"cannot start {exe}");
+        p.WaitForExit();
+        return p.ExitCode;
+    }
+}

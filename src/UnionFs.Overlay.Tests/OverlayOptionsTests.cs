@@ -1,0 +1,61 @@
+using UnionFs.Overlay;
+
+namespace UnionFs.Overlay.Tests;
+
+public class OverlayOptionsTests
+{
+    [Fact]
+    public void Parses_fuse_overlayfs_syntax_with_topmost_lower_first()
+    {
+        var o = OverlayOptions.Parse(["lowerdir=/a:/b:/c,upperdir=/u,workdir=/w,volatile"], asRoot: true);
+        Assert.Equal(["/a", "/b", "/c"], o.LowerDirs);
+        Assert.Equal("/u", o.UpperDir);
+        Assert.Equal("/w", o.WorkDir);
+        Assert.True(o.Volatile);
+        Assert.True(o.Writable);
+        Assert.True(o.AllowOther); // root default, as fuse-overlayfs
+    }
+
+    [Fact]
+    public void Escaped_colon_stays_in_the_path()
+    {
+        var o = OverlayOptions.Parse([@"lowerdir=/x\:y:/z"], asRoot: false);
+        Assert.Equal(["/x:y", "/z"], o.LowerDirs);
+        Assert.False(o.Writable);
+    }
+
+    [Fact]
+    public void Quoted_context_keeps_its_commas()
+    {
+        var o = OverlayOptions.Parse(["lowerdir=/a,context=\"system_u:object_r:container_file_t:s0:c1,c2\""], asRoot: true);
+        Assert.Equal("system_u:object_r:container_file_t:s0:c1,c2", o.Context);
+    }
+
+    [Theory]
+    [InlineData("lowerdir=/a,bogus")]
+    [InlineData("upperdir=/u,workdir=/w")]
+    [InlineData("lowerdir=/a,upperdir=/u")]
+    [InlineData("lowerdir=/a::/b")]
+    [InlineData("lowerdir=/a,redirect_dir=maybe")]
+    [InlineData("lowerdir=/a,metacopy=on")]
+    public void Rejects_what_it_cannot_honour(string options) =>
+        Assert.Throws<ArgumentException>(() => OverlayOptions.Parse([options], asRoot: true));
+
+    [Fact]
+    public void Fsync_zero_is_volatile_and_redirect_dir_off_is_kept()
+    {
+        var o = OverlayOptions.Parse(["lowerdir=/a,upperdir=/u,workdir=/w,fsync=0,redirect_dir=off,timeout=2.5"], asRoot: true);
+        Assert.True(o.Volatile);
+        Assert.False(o.RedirectDir);
+        Assert.Equal(2.5, o.Timeout);
+    }
+
+    [Fact]
+    public void Id_mappings_translate_both_ways()
+    {
+        var m = IdMapping.Parse("0:100000:65536", "uidmapping");
+        Assert.Equal(100000u, m.ToHost(0));
+        Assert.Equal(5u, m.ToInside(100005));
+        Assert.Equal(65534u, m.ToInside(5)); // unmapped host ids show as overflow
+    }
+}
