@@ -66,14 +66,13 @@ int main(int argc, char **argv)
     fd = OK(openat(DIRFD, "ph", O_RDWR | O_CREAT | O_TRUNC, 0644));
     write_all(fd, d, MB, 0);
     OK(fsync(fd));
-    OK(fstat(fd, &st));
-    before = st.st_blocks;
     ERR(fallocate(fd, FALLOC_FL_PUNCH_HOLE, MB / 4, MB / 4), EOPNOTSUPP);
     OK(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, MB / 4, MB / 4));
     OK(fstat(fd, &st));
     EQ(st.st_size, MB, "size after punch hole");
-    TRUE(st.st_blocks <= before - (MB / 4) / 512, "punch hole freed too little: blocks %lld -> %lld",
-         (long long)before, (long long)st.st_blocks);
+    /* 1 MiB written, 256 KiB punched: at most 768 KiB (+ slack for metadata) allocated */
+    TRUE(st.st_blocks * 512 <= 3 * MB / 4 + 65536, "punch hole freed too little: %lld blocks left",
+         (long long)st.st_blocks);
     expect_bytes(fd, 0, MB / 4, 0xAB, "before hole");
     expect_bytes(fd, MB / 4, MB / 4, 0, "punched range");
     expect_bytes(fd, MB / 2, MB / 2, 0xAB, "after hole");

@@ -61,6 +61,7 @@ static class MountCommand
         {
             // Layers are opened here, in the process that serves them, before the mount goes live.
             var fs = new OverlayFileSystem(options, log);
+            fuseOptions.PassthroughStackDepth = fs.PassthroughStackDepth;
             try { return FuseSession.Start(mountpoint, fs, fuseOptions, log); }
             catch { fs.Dispose(); throw; }
         }, flags.Foreground, log);

@@ -44,19 +44,72 @@ public sealed unsafe partial class OverlayFileSystem
         return fd < 0 ? -Errno.Last : fd;
     }
 
+    /// <summary>Bit 32 of a file handle marks an open that holds a reference to the node's passthrough backing id;
+    /// the low 32 bits are the backing descriptor.</summary>
+    const ulong PassthroughHandle = 1UL << 32;
+
+    /// <summary>
+    /// Finishes an open. Where the kernel offers FUSE passthrough, reads, writes and mmap of the file go straight
+    /// to the backing file without a round trip through this daemon. The kernel allows one backing file per inode
+    /// at a time: the first open registers it, later opens of the same file share it, the last release closes it.
+    /// An open that needs a different backing file while one is registered (a write after copy-up, with a reader
+    /// still on the lower file) is served by the daemon with direct I/O, which the kernel allows beside passthrough.
+    /// </summary>
     int Opened(Node n, int fd, ref OpenOut open)
     {
         Interlocked.Increment(ref n.OpenCount);
-        open.Fh = (ulong)fd;
+        open.Fh = (ulong)(uint)fd;
+        if (_passthrough)
+        {
+            lock (n.CopyUpLock)
+            {
+                var identity = BackingIdentity(fd);
+                if (n.BackingRefs == 0)
+                {
+                    int id = _session!.OpenBacking(fd);
+                    if (id > 0) { n.BackingId = id; n.BackingDev = identity; }
+                    else if (id is -Errno.EPERM or -Errno.EOPNOTSUPP or -Errno.ELOOP or -Errno.ENOTTY)
+                        _passthrough = false; // not usable on this mount: the daemon serves data from now on
+                }
+                if (n.BackingId > 0 && n.BackingDev == identity)
+                {
+                    n.BackingRefs++;
+                    open.Fh |= PassthroughHandle;
+                    open.OpenFlags = OpenFlags.Passthrough;
+                    open.BackingId = n.BackingId;
+                    return 0;
+                }
+                if (n.BackingRefs > 0)
+                {
+                    open.OpenFlags = OpenFlags.DirectIo;
+                    return 0;
+                }
+            }
+        }
         // Layers change only through this mount, so the page cache stays valid across opens.
         open.OpenFlags = OpenFlags.KeepCache;
         return 0;
     }
 
+    static (ulong, ulong) BackingIdentity(int fd)
+    {
+        Statx st;
+        Libc.statx(fd, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &st);
+        return (st.Dev, st.Ino);
+    }
+
     public int Release(in RequestContext ctx, ulong node, ulong fh, int flags)
     {
         Libc.close((int)fh);
-        if (_nodes.Get(node) is { } n) Interlocked.Decrement(ref n.OpenCount);
+        if (_nodes.Get(node) is not { } n) return 0;
+        Interlocked.Decrement(ref n.OpenCount);
+        if ((fh & PassthroughHandle) != 0)
+            lock (n.CopyUpLock)
+                if (--n.BackingRefs == 0 && n.BackingId > 0)
+                {
+                    _session!.CloseBacking(n.BackingId);
+                    n.BackingId = 0;
+                }
         return 0;
     }
 

@@ -71,7 +71,10 @@ public sealed class Node
 
     /// <summary>Open handles, and a descriptor of the object kept while any is open (for unlinked nodes).</summary>
     public int OpenCount;
-    public int BackingId;
+    /// <summary>Passthrough: the kernel's backing id, the opens sharing it, and which file it is (st_dev, st_ino).
+    /// Guarded by <see cref="CopyUpLock"/>.</summary>
+    public int BackingId, BackingRefs;
+    public (ulong, ulong) BackingDev;
     public readonly Lock CopyUpLock = new();
 
     /// <summary>The descriptor of this directory in <paramref name="layer"/>, or -1.</summary>

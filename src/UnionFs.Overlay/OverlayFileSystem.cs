@@ -25,6 +25,7 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
     readonly ulong _entryTimeout;
     readonly uint _entryTimeoutNsec;
     FuseSession? _session;
+    bool _passthrough;
     /// <summary>mknod of char 0/0 failed once (no privilege): write ".wh.NAME" files from then on.</summary>
     bool _aufsWhiteouts;
     long _tempCounter;
@@ -124,7 +125,30 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
     static readonly byte* DotZ = (byte*)System.Runtime.InteropServices.NativeMemory.AllocZeroed(2);
     static OverlayFileSystem() { DotZ[0] = (byte)'.'; }
 
-    public void Initialized(FuseSession session) => _session = session;
+    public void Initialized(FuseSession session)
+    {
+        _session = session;
+        _passthrough = session.PassthroughEnabled;
+    }
+
+    /// <summary>
+    /// The FUSE passthrough stack depth this union needs: 1 when every layer is on a plain filesystem, 2 when one is
+    /// itself stacked (overlayfs, FUSE), 0 (off) when passthrough is disabled or the daemon may not use it.
+    /// </summary>
+    public uint PassthroughStackDepth
+    {
+        get
+        {
+            if (!_options.Passthrough || !_asRoot) return 0;
+            uint depth = 1;
+            foreach (var l in _layers)
+            {
+                long type = Libc.FsType(l.RootFd);
+                if (type is Libc.OVERLAYFS_MAGIC or Libc.FUSE_MAGIC or Libc.ECRYPTFS_MAGIC) depth = 2;
+            }
+            return depth;
+        }
+    }
 
     /// <summary>st_ino: the layer's position in the high bits keeps numbers from different layers apart.</summary>
     ulong MakeIno(int layer, ulong ino) => (_layers[layer].Tag << 48) | (ino & 0xFFFF_FFFF_FFFF);

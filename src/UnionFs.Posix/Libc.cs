@@ -247,3 +247,18 @@ public static unsafe partial class Libc
     [LibraryImport("libc", EntryPoint = "removexattr", SetLastError = true)]
     public static partial int removexattr(byte* path, byte* name);
 }
+
+public static unsafe partial class Libc
+{
+    [LibraryImport("libc", EntryPoint = "fstatfs", SetLastError = true)]
+    private static partial int fstatfs(int fd, byte* buf);
+
+    /// <summary>The filesystem magic (f_type of struct statfs) of the filesystem holding <paramref name="fd"/>, or 0.</summary>
+    public static long FsType(int fd)
+    {
+        byte* buf = stackalloc byte[256];
+        return fstatfs(fd, buf) < 0 ? 0 : *(long*)buf;
+    }
+
+    public const long OVERLAYFS_MAGIC = 0x794c7630, FUSE_MAGIC = 0x65735546, ECRYPTFS_MAGIC = 0xf15f;
+}

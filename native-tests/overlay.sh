@@ -1,0 +1,981 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034 # OVL_* settings are read by the mount helpers in lib.sh
+# Suite "overlay": union semantics (read-only lowers L1..Ln, L1 topmost; upper U; work W;
+# mount M). Every case builds its own small layers, mounts, checks through M and then looks
+# at U on disk. References: /work/shared/reference/union-semantics.md (sections in brackets).
+#
+# Deliberate differences between kernel overlayfs and UnionFs are encoded per IMPL with
+# `if kernel; then ... else ... fi` and a comment starting with "IMPL DIFFERENCE".
+# IMPL=fuse-overlayfs is held to the UnionFs expectations (its failures are informative).
+
+kernel() { [ "$IMPL" = kernel ]; }
+fuse_impl() { [ "$IMPL" != kernel ]; }
+
+whiteout() { mknod "$1" c 0 0; } # write a char 0/0 whiteout into a layer (not the mount)
+
+# snapshot of every lower layer (names, types, modes, owners, sizes, mtimes, link targets,
+# checksums, user/trusted xattrs), taken before the first mount and compared at the end
+layer_state() {
+    local d=$1
+    find "$d" -printf '%P|%y|%m|%U|%G|%s|%n|%T@|%l|%D:%i\n' | LC_ALL=C sort
+    find "$d" -type f -print0 | LC_ALL=C sort -z | xargs -0r md5sum | sed "s|$d/||"
+    xattr_lines "$d"
+}
+snapshot_lowers() {
+    local l
+    for l in "${LOWER[@]}"; do layer_state "$l" >"$l.state"; done
+}
+assert_lowers_unchanged() {
+    local l
+    for l in "${LOWER[@]}"; do
+        [ -f "$l.state" ] || fail "no snapshot of $l (call snapshot_lowers before mounting)"
+        if ! diff <(layer_state "$l") "$l.state" >"$T/layer.diff"; then
+            head -n 10 "$T/layer.diff" >&2
+            fail "lower layer $(basename "$l") was modified: $({ grep '^[<>]' "$T/layer.diff" | head -n 1; } || true)"
+        fi
+    done
+}
+
+# expect_error WHAT CMD...: CMD must fail (any errno); prints the error
+expect_error() {
+    local what=$1 out rc=0
+    shift
+    out=$(x "$@" 2>&1) || rc=$?
+    [ "$rc" -ne 0 ] || fail "$what: expected an error, but it succeeded"
+    note "$what failed as expected: $out"
+}
+
+# ---------------------------------------------------------------------------------------
+# lookup [2]
+
+tc_overlay_mount_detaches() {
+    ovl_init 1
+    echo f >"$L1/f"
+    ovl_mount
+    assert_mount_detached
+    assert_content "$M/f" $'f\n'
+}
+
+tc_overlay_lookup_precedence() {
+    ovl_init 2
+    echo upper >"$U/f"
+    echo l1 >"$L1/f"
+    echo l2 >"$L2/f"
+    echo l1 >"$L1/g"
+    echo l2 >"$L2/g"
+    echo l2 >"$L2/h"
+    mkdir -p "$U/d" "$L1/d" "$L2/d"
+    echo u >"$U/d/a"
+    echo l1 >"$L1/d/b"
+    echo l2 >"$L2/d/b"
+    echo l2 >"$L2/d/c"
+    snapshot_lowers
+    ovl_mount
+    assert_content "$M/f" $'upper\n'
+    assert_content "$M/g" $'l1\n'
+    assert_content "$M/h" $'l2\n'
+    assert_listing "$M" "d f g h"
+    assert_listing "$M/d" "a b c"          # directories merge
+    assert_content "$M/d/a" $'u\n'
+    assert_content "$M/d/b" $'l1\n'
+    assert_content "$M/d/c" $'l2\n'
+    assert_enoent "$M/nonexistent"
+    assert_enoent "$M/d/nonexistent"
+    assert_lowers_unchanged
+}
+
+tc_overlay_nondirs_never_merge() {
+    ovl_init 2
+    echo l1x >"$L1/x"                 # file over a lower dir
+    mkdir -p "$L2/x" && echo child >"$L2/x/child"
+    mkdir -p "$L1/y" && echo y1 >"$L1/y/y1"   # dir over a lower file
+    echo l2y >"$L2/y"
+    ln -s nowhere "$L1/s"             # symlink over a lower dir
+    mkdir -p "$L2/s" && echo hidden >"$L2/s/c"
+    mkdir -p "$U/z" && echo z1 >"$U/z/z1"     # upper dir over a lower file
+    echo l1z >"$L1/z"
+    echo top >"$L1/w" && chmod 0600 "$L1/w"   # file over file: nothing of L2 leaks
+    echo bottom-longer >"$L2/w" && chmod 0755 "$L2/w" && setfattr -n user.l2 -v 1 "$L2/w"
+    mkdir -p "$L1/md" "$L2/md" && chmod 0711 "$L1/md" && chmod 0755 "$L2/md"
+    snapshot_lowers
+    ovl_mount
+    assert_type "$M/x" "regular file"
+    assert_content "$M/x" $'l1x\n'
+    sysop "$M" ENOTDIR lstat x/child
+    assert_type "$M/y" "directory"
+    assert_listing "$M/y" "y1"
+    assert_type "$M/s" "symbolic link"
+    assert_eq nowhere "$(x readlink "$M/s")" "readlink s"
+    sysop "$M" ENOENT lstat s/c
+    assert_type "$M/z" "directory"
+    assert_listing "$M/z" "z1"
+    assert_eq "600 4" "$(stat_of '%a %s' "$M/w")" "mode and size of w (L1's)"
+    if x getfattr -n user.l2 "$M/w" >/dev/null 2>&1; then fail "xattr of the hidden L2 file leaks into w"; fi
+    assert_eq 711 "$(stat_of %a "$M/md")" "mode of merged dir (topmost wins)"
+    assert_lowers_unchanged
+}
+
+# ---------------------------------------------------------------------------------------
+# opaque directories and whiteouts [3, 4]
+
+tc_overlay_opaque_xattr_dir() {
+    ovl_init 2
+    mkdir -p "$L1/o" "$L2/o/sub"
+    echo a >"$L1/o/a"
+    echo b >"$L2/o/b"
+    echo x >"$L2/o/sub/x"
+    setfattr -n trusted.overlay.opaque -v y "$L1/o"
+    mkdir -p "$U/p" "$L1/p" "$L2/p"
+    echo u >"$U/p/u"
+    echo l >"$L1/p/l"
+    echo l >"$L2/p/l2"
+    setfattr -n trusted.overlay.opaque -v y "$U/p"
+    mkdir -p "$L1/n" "$L2/n" # control: not opaque, merges
+    echo 1 >"$L1/n/one"
+    echo 2 >"$L2/n/two"
+    snapshot_lowers
+    ovl_mount
+    assert_listing "$M/o" "a"
+    assert_enoent "$M/o/b"
+    assert_enoent "$M/o/sub"
+    assert_listing "$M/p" "u"
+    assert_enoent "$M/p/l"
+    assert_listing "$M/n" "one two"
+    # the private marker is not shown through the mount [4.4]
+    if x getfattr --absolute-names -d -m - "$M/o" 2>/dev/null | grep -q 'trusted.overlay'; then
+        fail "trusted.overlay.* xattr visible through the mount"
+    fi
+    assert_lowers_unchanged
+}
+
+tc_overlay_whiteout_chardev() {
+    ovl_init 3
+    whiteout "$L1/x" && echo x >"$L2/x"
+    whiteout "$L1/dx" && mkdir -p "$L2/dx" && echo c >"$L2/dx/c"
+    echo l1 >"$L1/y" && whiteout "$L2/y" && echo l3 >"$L3/y"   # whiteout only hides below
+    whiteout "$L2/z" && echo l3 >"$L3/z"
+    mkdir -p "$L1/d" "$L2/d" && whiteout "$L1/d/k" && echo k >"$L2/d/k" && echo m >"$L2/d/m"
+    echo q >"$L1/q" && whiteout "$U/q"                        # whiteout in the upper
+    snapshot_lowers
+    ovl_mount
+    local n
+    for n in x dx z q d/k; do assert_enoent "$M/$n"; done
+    assert_content "$M/y" $'l1\n'
+    assert_listing "$M" "d y"
+    assert_listing "$M/d" "m"
+    assert_eq "d .,d ..,d d,f y," "$(probe lsdir "$M" | LC_ALL=C sort | tr '\n' ',')" "readdir of root"
+    assert_lowers_unchanged
+}
+
+tc_overlay_whiteout_wh_file() {
+    ovl_init 3
+    touch "$L1/.wh.x" && echo x >"$L2/x"
+    mkdir -p "$L1/d" "$L2/d" && touch "$L1/d/.wh.k" && echo k >"$L2/d/k" && echo m >"$L2/d/m"
+    echo l1 >"$L1/y" && touch "$L2/.wh.y" && echo l3 >"$L3/y"
+    touch "$L2/.wh.dd" && mkdir -p "$L3/dd" && echo c >"$L3/dd/c"
+    snapshot_lowers
+    ovl_mount
+    assert_content "$M/y" $'l1\n'
+    if kernel; then
+        # IMPL DIFFERENCE: kernel overlayfs does not read AUFS/OCI ".wh.NAME" whiteout
+        # files; they are ordinary files to it and hide nothing [3]. UnionFs must honour
+        # them because unpacked OCI layers may use that format.
+        assert_content "$M/x" $'x\n'
+        assert_type "$M/.wh.x" "regular empty file"
+        assert_listing "$M" ".wh.dd .wh.x .wh.y d dd x y"
+        assert_listing "$M/d" ".wh.k k m"
+    else
+        assert_enoent "$M/x"
+        assert_enoent "$M/dd"
+        assert_enoent "$M/d/k"
+        # the markers themselves are never visible, neither listed nor by name [2.6, 3.3]
+        assert_enoent "$M/.wh.x"
+        assert_enoent "$M/.wh.y"
+        assert_enoent "$M/d/.wh.k"
+        assert_listing "$M" "d y"
+        assert_listing "$M/d" "m"
+        # create over such a whiteout [12.1]
+        xs 'echo new > "$M/x"'
+        assert_content "$M/x" $'new\n'
+        assert_listing "$M" "d x y"
+        ovl_remount
+        assert_content "$M/x" $'new\n'
+        assert_enoent "$M/.wh.x"
+    fi
+    assert_lowers_unchanged
+}
+
+tc_overlay_whiteout_opq_file() {
+    ovl_init 2
+    mkdir -p "$L1/o" "$L2/o/sub" "$L1/e" "$L2/e"
+    touch "$L1/o/.wh..wh..opq"
+    echo a >"$L1/o/a"
+    echo b >"$L2/o/b"
+    echo s >"$L2/o/sub/s"
+    touch "$L1/e/.wh..wh..opq"
+    echo hidden >"$L2/e/h"
+    snapshot_lowers
+    ovl_mount
+    if kernel; then
+        # IMPL DIFFERENCE: kernel overlayfs ignores the OCI opaque marker file; it only
+        # knows the trusted.overlay.opaque xattr [4.1].
+        assert_listing "$M/o" ".wh..wh..opq a b sub"
+        assert_listing "$M/e" ".wh..wh..opq h"
+    else
+        assert_listing "$M/o" "a"
+        assert_enoent "$M/o/b"
+        assert_enoent "$M/o/sub"
+        assert_enoent "$M/o/.wh..wh..opq"
+        assert_listing "$M/e" ""
+        sysop "$M" ok rmdir e   # an opaque dir with nothing visible is empty
+        assert_enoent "$M/e"
+    fi
+    assert_lowers_unchanged
+}
+
+tc_overlay_wh_names_not_creatable() {
+    ovl_init 1
+    echo x >"$L1/x"
+    snapshot_lowers
+    ovl_mount
+    if kernel; then
+        # IMPL DIFFERENCE: kernel overlayfs lets you create ".wh.*" names (they mean
+        # nothing to it). UnionFs must refuse them: in its upper such a file would be a
+        # whiteout and hide the lower entry [2.6].
+        xs 'echo hi > "$M/.wh.x"'
+        assert_type "$U/.wh.x" "regular file"
+        assert_content "$M/x" $'x\n'
+    else
+        expect_error "create .wh.x" "$BUILD_DIR/sysop" "$M" ok open .wh.x w,creat
+        expect_error "mkdir .wh.dir" "$BUILD_DIR/sysop" "$M" ok mkdir .wh.dir
+        expect_error "symlink .wh.l" "$BUILD_DIR/sysop" "$M" ok symlink x .wh.l
+        expect_error "mkfifo .wh.p" "$BUILD_DIR/sysop" "$M" ok mkfifo .wh.p
+        expect_error "link x .wh.h" "$BUILD_DIR/sysop" "$M" ok link x .wh.h
+        expect_error "rename x .wh.r" "$BUILD_DIR/sysop" "$M" ok rename x .wh.r
+        expect_error "create .wh..wh..opq" "$BUILD_DIR/sysop" "$M" ok open .wh..wh..opq w,creat
+        assert_content "$M/x" $'x\n'
+        assert_listing "$M" "x"
+        if [ -n "$(find "$U" -name '.wh.*' ! -name '.wh..wh..opq' -print -quit)" ]; then
+            fail "a .wh.* entry appeared in the upper: $(find "$U" -name '.wh.*' | head -n 1)"
+        fi
+        ovl_remount
+        assert_content "$M/x" $'x\n'
+    fi
+    assert_lowers_unchanged
+}
+
+# ---------------------------------------------------------------------------------------
+# readdir [6]
+
+tc_overlay_readdir_merged() {
+    ovl_init 2
+    echo a >"$U/a"
+    mkdir -p "$U/d1" && echo u >"$U/d1/u1"
+    mkdir -p "$L1/b" && echo b1 >"$L1/b/b1"
+    ln -s a "$L1/c"
+    mkfifo "$L1/p"
+    mknod "$L1/cdev" c 1 3
+    mkdir -p "$L1/d1" && echo l1 >"$L1/d1/l1"
+    whiteout "$L1/w"
+    echo dup1 >"$L1/dup"
+    echo l2b >"$L2/b"
+    mkdir -p "$L2/c" && echo c2 >"$L2/c/c2"
+    mkdir -p "$L2/d1" && echo l2 >"$L2/d1/l2" && echo hidden >"$L2/d1/u1"
+    echo w >"$L2/w"
+    echo dup2 >"$L2/dup"
+    mkdir -p "$L2/e" && echo e1 >"$L2/e/e1"
+    echo f >"$L2/f"
+    snapshot_lowers
+    ovl_mount
+    local want got
+    want=$(printf '%s\n' 'd ' 'f a' 'd b' 'f b/b1' 'l c' 'c cdev' 'd d1' 'f d1/l1' 'f d1/l2' \
+        'f d1/u1' 'f dup' 'd e' 'f e/e1' 'f f' 'p p' | LC_ALL=C sort)
+    got=$(x find "$M" -printf '%y %P\n' | LC_ALL=C sort)
+    if [ "$want" != "$got" ]; then
+        diff <(echo "$want") <(echo "$got") >&2 || true
+        fail "find -printf '%y %P' differs: $(diff_summary "$want" "$got" 3)"
+    fi
+    # raw readdir: d_type of the merged object, "." and ".." once, no duplicates
+    got=$(probe lsdir "$M" | LC_ALL=C sort | tr '\n' ',')
+    assert_eq "c cdev,d .,d ..,d b,d d1,d e,f a,f dup,f f,l c,p p," "$got" "readdir of merged root"
+    got=$(probe lsdir "$M" d1 | LC_ALL=C sort | tr '\n' ',')
+    assert_eq "d .,d ..,f l1,f l2,f u1," "$got" "readdir of merged d1"
+    assert_content "$M/d1/u1" $'u\n'
+    assert_content "$M/dup" $'dup1\n'
+    # ".." of a merged subdir is the merged parent
+    assert_eq "$(stat_of %i "$M")" "$(stat_of %i "$M/d1/..")" "st_ino of d1/.. vs root"
+    assert_lowers_unchanged
+}
+
+tc_overlay_readdir_dino_matches_stino() {
+    ovl_init 2
+    mkdir -p "$U/d" "$L1/d" "$L2/d"
+    echo >"$U/d/u"
+    echo >"$L1/d/l1"
+    ln -s l1 "$L1/d/sl"
+    echo >"$L2/d/l2"
+    mkdir -p "$L2/d/sub"
+    echo >"$L1/copyme" && echo >"$L2/top2"
+    snapshot_lowers
+    ovl_mount
+    xs 'echo more >> "$M/copyme"; chmod 600 "$M/d/l1"'   # copied-up entries too [6.5]
+    probe lsdir "$M" d --check-ino >/dev/null
+    probe lsdir "$M" . --check-ino >/dev/null
+    assert_lowers_unchanged
+}
+
+# ---------------------------------------------------------------------------------------
+# copy-up [7, 9]
+
+tc_overlay_copyup_keeps_metadata() {
+    ovl_init 1
+    mkdir -p "$L1/sub"
+    chmod 0750 "$L1/sub" && chown 1001:1002 "$L1/sub"
+    printf 'hello world\n' >"$L1/sub/f"
+    chown 1000:1000 "$L1/sub/f" && chmod 6755 "$L1/sub/f"
+    setfattr -n user.foo -v bar "$L1/sub/f"
+    setfattr -n user.bin -v 0x0001ff "$L1/sub/f"
+    touch -d '@981173106.123456789' "$L1/sub/f"
+    snapshot_lowers
+    local meta
+    meta=$(stat -c '%a %u %g %.9Y %s' "$L1/sub/f")
+    assert_eq "6755 1000 1000 981173106.123456789 12" "$meta" "test setup: lower metadata"
+    ovl_mount
+    assert_eq "$meta" "$(stat_of '%a %u %g %.9Y %s' "$M/sub/f")" "metadata before copy-up"
+    sysop "$M" ok open sub/f w    # open for write, no write: copy-up only
+    assert_type "$U/sub/f" "regular file"
+    assert_eq "$meta" "$(stat_of '%a %u %g %.9Y %s' "$M/sub/f")" "metadata through mount after copy-up"
+    assert_eq "$meta" "$(stat -c '%a %u %g %.9Y %s' "$U/sub/f")" "metadata of the upper copy"
+    assert_eq bar "$(getxattr_of "$M/sub/f" user.foo)" "user.foo through mount"
+    assert_eq bar "$(getxattr_of "$U/sub/f" user.foo)" "user.foo on the upper copy"
+    assert_eq "user.bin=0x0001ff" "$(getfattr --absolute-names -e hex -n user.bin "$U/sub/f" | grep ^user)" "user.bin on upper copy"
+    assert_content "$M/sub/f" $'hello world\n'
+    assert_content "$U/sub/f" $'hello world\n'
+    # the parent was copied with its own metadata, not created fresh [7.2]
+    assert_eq "750 1001 1002" "$(stat -c '%a %u %g' "$U/sub")" "metadata of the copied-up parent"
+    assert_eq "750 1001 1002" "$(stat_of '%a %u %g' "$M/sub")" "parent through mount"
+    assert_lowers_unchanged
+}
+
+tc_overlay_copyup_write_data() {
+    ovl_init 2
+    printf 'hello world\n' >"$L1/f"
+    printf 'append\n' >"$L1/a"
+    printf 'truncate me\n' >"$L1/t"
+    mkdir -p "$L2/dd" && printf 'deep\n' >"$L2/dd/g"
+    head -c 3000000 /dev/urandom >"$L2/rnd"
+    snapshot_lowers
+    ovl_mount
+    xs 'printf J | dd of="$M/f" bs=1 conv=notrunc status=none'
+    assert_content "$M/f" $'Jello world\n'
+    assert_content "$U/f" $'Jello world\n'
+    xs 'echo more >> "$M/a"'
+    assert_content "$M/a" $'append\nmore\n'
+    xs 'echo new > "$M/t"'
+    assert_content "$M/t" $'new\n'
+    xs 'printf D | dd of="$M/dd/g" bs=1 conv=notrunc status=none'
+    assert_content "$M/dd/g" $'Deep\n'
+    assert_type "$U/dd" "directory"
+    sysop "$M" ok write rnd XYZ 1000000
+    cp "$L2/rnd" "$T/rnd.expected"
+    printf XYZ | dd of="$T/rnd.expected" bs=1 seek=1000000 conv=notrunc status=none
+    x cmp "$M/rnd" "$T/rnd.expected" || fail "3 MB file after copy-up + write differs"
+    ovl_remount
+    assert_content "$M/f" $'Jello world\n'
+    assert_content "$M/a" $'append\nmore\n'
+    assert_content "$M/t" $'new\n'
+    assert_content "$M/dd/g" $'Deep\n'
+    x cmp "$M/rnd" "$T/rnd.expected" || fail "3 MB file differs after remount"
+    assert_lowers_unchanged
+}
+
+tc_overlay_chmod_lower_metadata_only() {
+    ovl_init 1
+    printf 'content\n' >"$L1/f"
+    chmod 0644 "$L1/f"
+    touch -d '2001-01-01 00:00:00.5' "$L1/f"
+    mkdir -p "$L1/d"
+    snapshot_lowers
+    ovl_mount
+    x chmod 0600 "$M/f"
+    assert_eq 600 "$(stat_of %a "$M/f")" "mode through mount after chmod"
+    x chown 123:456 "$M/f"
+    assert_eq "123 456" "$(stat_of '%u %g' "$M/f")" "owner through mount after chown"
+    x touch -m -d '@1000000000.25' "$M/f"
+    assert_eq 1000000000.250000000 "$(stat_of %.9Y "$M/f")" "mtime through mount after touch"
+    assert_content "$M/f" $'content\n'
+    x chmod 0700 "$M/d"
+    assert_eq 700 "$(stat_of %a "$M/d")" "dir mode through mount"
+    assert_eq "644 0 0" "$(stat -c '%a %u %g' "$L1/f")" "lower file metadata"
+    ovl_remount
+    assert_eq "600 123 456 1000000000.250000000" "$(stat_of '%a %u %g %.9Y' "$M/f")" "metadata after remount"
+    assert_lowers_unchanged
+}
+
+tc_overlay_truncate_lower() {
+    ovl_init 2
+    printf 'hello\n' >"$L1/f"
+    printf 'ab' >"$L2/g"
+    printf '0123456789' >"$L1/h"
+    snapshot_lowers
+    ovl_mount
+    x truncate -s 3 "$M/f"
+    assert_content "$M/f" "hel"
+    assert_eq 3 "$(stat -c %s "$U/f")" "size of the upper copy"
+    x truncate -s 5 "$M/g"
+    assert_content "$M/g" $'ab\0\0\0'
+    sysop "$M" ok truncate h 0
+    assert_eq 0 "$(stat_of %s "$M/h")" "size after ftruncate(0)"
+    ovl_remount
+    assert_content "$M/f" "hel"
+    assert_content "$M/h" ""
+    assert_lowers_unchanged
+}
+
+tc_overlay_sparse_copyup_keeps_holes() {
+    ovl_init 1
+    truncate -s 256M "$L1/sp"
+    printf 'DATA' | dd of="$L1/sp" bs=1 seek=$((128 * 1024 * 1024)) conv=notrunc status=none
+    printf 'TAIL' | dd of="$L1/sp" bs=1 seek=$((256 * 1024 * 1024 - 4)) conv=notrunc status=none
+    [ "$(stat -c %b "$L1/sp")" -lt 256 ] || fail "test setup: lower file is not sparse"
+    snapshot_lowers
+    ovl_mount
+    xs 'printf X | dd of="$M/sp" bs=1 seek=10 conv=notrunc status=none'
+    assert_type "$U/sp" "regular file"
+    assert_eq 268435456 "$(stat -c %s "$U/sp")" "size of the upper copy"
+    local blocks
+    blocks=$(stat -c %b "$U/sp")
+    # 3 tiny data regions; allow for chunked copying (kernel copies in 1 MiB chunks)
+    [ "$blocks" -lt 8192 ] || fail "upper copy of a 256 MiB sparse file uses $blocks blocks (holes not kept)"
+    [ "$(du -k "$U/sp" | cut -f1)" -lt 4096 ] || fail "du of upper copy: $(du -k "$U/sp" | cut -f1) KiB"
+    assert_eq DATA "$(x dd if="$M/sp" bs=1 skip=$((128 * 1024 * 1024)) count=4 status=none)" "data in the middle"
+    assert_eq TAIL "$(x dd if="$M/sp" bs=1 skip=$((256 * 1024 * 1024 - 4)) count=4 status=none)" "data at the end"
+    assert_eq X "$(x dd if="$M/sp" bs=1 skip=10 count=1 status=none)" "written byte"
+    assert_lowers_unchanged
+}
+
+# ---------------------------------------------------------------------------------------
+# unlink, rmdir, create over whiteouts [12]
+
+tc_overlay_unlink_lower_leaves_whiteout() {
+    ovl_init 2
+    # the upper fs (8 MiB) cannot even hold a copy of the 32 MB lower file, so an
+    # implementation that copies data up before deleting fails here with ENOSPC [7.1, 12.2]
+    tmpfs_at "$T/ut" 8m
+    U=$T/ut/u W=$T/ut/w
+    mkdir -p "$U" "$W"
+    head -c 32000000 /dev/urandom >"$L1/big"
+    mkdir -p "$L2/deep" && echo y >"$L2/deep/only"
+    echo copy >"$L1/cp"
+    snapshot_lowers
+    ovl_mount
+    x rm "$M/big"
+    assert_enoent "$M/big"
+    assert_whiteout "$U/big"
+    # no data was copied up: nothing with content in upper or work [7.1]
+    local found
+    found=$(find "$U" "$W" -type f -size +64k -print 2>/dev/null | head -n 3)
+    [ -z "$found" ] || fail "unlink of a lower file left data in upper/work: $found"
+    found=$(find "$U" "$W" -name big ! -type c -print 2>/dev/null | head -n 3)
+    [ -z "$found" ] || fail "unlink of a lower file left a copy named big: $found"
+    [ "$(du -sk "$U" | cut -f1)" -lt 1024 ] || fail "upper uses $(du -sk "$U" | cut -f1) KiB after unlinking a lower file"
+    x rm "$M/deep/only"
+    assert_enoent "$M/deep/only"
+    assert_type "$U/deep" "directory"
+    assert_whiteout "$U/deep/only"
+    xs 'echo changed > "$M/cp"'
+    x rm "$M/cp"
+    assert_enoent "$M/cp"
+    assert_whiteout "$U/cp"
+    assert_listing "$M" "deep"
+    ovl_remount
+    assert_enoent "$M/big"
+    assert_enoent "$M/cp"
+    assert_listing "$M/deep" ""
+    assert_lowers_unchanged
+}
+
+tc_overlay_rmrf_merged_then_mkdir_is_opaque() {
+    ovl_init 2
+    mkdir -p "$L1/d/sub" "$L2/d/sub"
+    echo a >"$L1/d/a"
+    echo x >"$L1/d/sub/x"
+    echo b >"$L2/d/b"
+    echo y >"$L2/d/sub/y"
+    snapshot_lowers
+    ovl_mount
+    x rm -rf "$M/d"
+    assert_enoent "$M/d"
+    assert_whiteout "$U/d"
+    x mkdir "$M/d"
+    assert_listing "$M/d" ""
+    assert_eq y "$(getfattr --absolute-names --only-values -n trusted.overlay.opaque "$U/d" 2>&1)" "trusted.overlay.opaque on the new upper dir"
+    xs 'echo new > "$M/d/a"'
+    assert_listing "$M/d" "a"
+    ovl_remount
+    assert_listing "$M/d" "a"
+    assert_content "$M/d/a" $'new\n'
+    assert_enoent "$M/d/sub"
+    assert_lowers_unchanged
+}
+
+tc_overlay_rmdir_nonempty_merged() {
+    ovl_init 2
+    mkdir -p "$L1/d" "$L2/d" "$L1/w" "$L2/w"
+    echo a >"$L1/d/a"
+    echo b >"$L2/d/b"
+    whiteout "$L1/w/k" && echo k >"$L2/w/k"   # only a whited-out child: logically empty
+    snapshot_lowers
+    ovl_mount
+    sysop "$M" ENOTEMPTY rmdir d
+    assert_listing "$M/d" "a b"
+    x rm "$M/d/a"
+    sysop "$M" ENOTEMPTY rmdir d      # b still comes from L2
+    x rm "$M/d/b"
+    sysop "$M" ok rmdir d
+    assert_enoent "$M/d"
+    assert_listing "$M/w" ""
+    sysop "$M" ok rmdir w
+    assert_enoent "$M/w"
+    ovl_remount
+    assert_enoent "$M/d"
+    assert_enoent "$M/w"
+    assert_lowers_unchanged
+}
+
+tc_overlay_create_over_whiteout() {
+    ovl_init 2
+    for n in x y z s h; do echo "lower $n" >"$L1/$n"; done
+    whiteout "$L1/w2" && echo l2 >"$L2/w2"
+    mkdir -p "$L1/dd" && echo c >"$L1/dd/c"
+    snapshot_lowers
+    ovl_mount
+    x rm "$M/x" "$M/y" "$M/z" "$M/s" "$M/h"
+    x rm -r "$M/dd"
+    xs 'echo new > "$M/x"'
+    assert_content "$M/x" $'new\n'
+    assert_type "$U/x" "regular file"
+    x mkdir "$M/z"
+    assert_type "$M/z" "directory"
+    assert_listing "$M/z" ""
+    x ln -s target "$M/s"
+    assert_eq target "$(x readlink "$M/s")" "symlink created over whiteout"
+    x mkfifo "$M/y"
+    assert_type "$M/y" "fifo"
+    x ln "$M/x" "$M/h"
+    assert_eq "$(stat_of %i "$M/x")" "$(stat_of %i "$M/h")" "hard link over whiteout: st_ino"
+    xs 'echo fresh > "$M/w2"'             # whiteout that lives in a lower layer
+    assert_content "$M/w2" $'fresh\n'
+    x mkdir "$M/dd"                       # dir over a whited-out lower dir
+    assert_listing "$M/dd" ""
+    ovl_remount
+    assert_content "$M/x" $'new\n'
+    assert_content "$M/h" $'new\n'
+    assert_type "$M/z" "directory"
+    assert_type "$M/y" "fifo"
+    assert_eq target "$(x readlink "$M/s")" "symlink after remount"
+    assert_content "$M/w2" $'fresh\n'
+    assert_listing "$M/dd" ""
+    assert_lowers_unchanged
+}
+
+# ---------------------------------------------------------------------------------------
+# rename [11]
+
+tc_overlay_rename_lower_file() {
+    ovl_init 2
+    echo A >"$L1/a"
+    echo B >"$L1/b"
+    echo T >"$L1/t"
+    mkdir -p "$L2/sub" && echo C >"$L2/sub/c"
+    snapshot_lowers
+    ovl_mount
+    local ino_a
+    ino_a=$(stat_of %i "$M/a")
+    x mv "$M/a" "$M/a2"
+    assert_enoent "$M/a"
+    assert_content "$M/a2" $'A\n'
+    assert_eq "$ino_a" "$(stat_of %i "$M/a2")" "st_ino kept by rename"
+    x mv "$M/sub/c" "$M/c2"
+    assert_enoent "$M/sub/c"
+    assert_content "$M/c2" $'C\n'
+    x mv "$M/b" "$M/t"            # over another lower file
+    assert_enoent "$M/b"
+    assert_content "$M/t" $'B\n'
+    assert_listing "$M" "a2 c2 sub t"
+    ovl_remount
+    assert_listing "$M" "a2 c2 sub t"
+    assert_listing "$M/sub" ""
+    assert_content "$M/a2" $'A\n'
+    assert_content "$M/t" $'B\n'
+    assert_lowers_unchanged
+}
+
+tc_overlay_rename_noreplace_exchange() {
+    ovl_init 2
+    echo A >"$L1/a"
+    echo B >"$L1/b"
+    echo C >"$L2/c"
+    snapshot_lowers
+    ovl_mount
+    sysop "$M" EEXIST rename_noreplace a b
+    sysop "$M" EEXIST rename_noreplace a c
+    assert_content "$M/a" $'A\n'
+    assert_content "$M/b" $'B\n'
+    sysop "$M" ok rename_noreplace a n
+    assert_enoent "$M/a"
+    assert_content "$M/n" $'A\n'
+    xs 'echo U > "$M/u"'
+    sysop "$M" ok rename_exchange b u
+    assert_content "$M/b" $'U\n'
+    assert_content "$M/u" $'B\n'
+    sysop "$M" ok rename_exchange c b
+    assert_content "$M/c" $'U\n'
+    assert_content "$M/b" $'C\n'
+    x rm "$M/c"
+    sysop "$M" ok rename_noreplace b c  # a whiteout counts as absent [11.7]
+    assert_content "$M/c" $'C\n'
+    assert_enoent "$M/b"
+    ovl_remount
+    assert_listing "$M" "c n u"
+    assert_content "$M/c" $'C\n'
+    assert_content "$M/n" $'A\n'
+    assert_content "$M/u" $'B\n'
+    assert_lowers_unchanged
+}
+
+# checks shared by the two directory-rename cases: rename of a merged dir and of a
+# lower-only dir must succeed and keep the lower children under the new name
+_dir_rename_succeeds() { # [MOUNT_OPTS]
+    sysop "$M" ok rename dir newdir
+    assert_enoent "$M/dir"
+    assert_listing "$M/newdir" "a b sub"
+    assert_content "$M/newdir/a" $'a\n'
+    assert_content "$M/newdir/b" $'b\n'
+    assert_content "$M/newdir/sub/x" $'x\n'
+    x mkdir "$M/other"
+    sysop "$M" ok rename ldir other/ldir2
+    assert_enoent "$M/ldir"
+    assert_listing "$M/other/ldir2" "only"
+    x mkdir "$M/dir"             # the old name must not bring back the lower children
+    assert_listing "$M/dir" ""
+    ovl_remount "${1:-}"
+    assert_enoent "$M/ldir"
+    assert_listing "$M/dir" ""
+    assert_listing "$M/newdir" "a b sub"
+    assert_content "$M/newdir/sub/x" $'x\n'
+    assert_listing "$M/other/ldir2" "only"
+    assert_content "$M/other/ldir2/only" $'only\n'
+    assert_listing "$M" "dir newdir other"
+}
+
+_dir_rename_layers() {
+    ovl_init 2
+    mkdir -p "$L1/dir/sub" "$L2/dir" "$L1/ldir"
+    echo a >"$L1/dir/a"
+    echo x >"$L1/dir/sub/x"
+    echo b >"$L2/dir/b"
+    echo only >"$L1/ldir/only"
+    snapshot_lowers
+}
+
+tc_overlay_dir_rename_lower() {
+    _dir_rename_layers
+    ovl_mount
+    if kernel; then
+        # IMPL DIFFERENCE: kernel overlayfs default (redirect_dir=off) refuses to rename a
+        # directory that is merged or comes from a lower layer with EXDEV [11.5]; UnionFs
+        # renames it (like redirect_dir=on).
+        sysop "$M" EXDEV rename dir newdir
+        sysop "$M" EXDEV rename ldir ldir2
+        assert_listing "$M/dir" "a b sub"
+        assert_enoent "$M/newdir"
+        assert_listing "$M/ldir" "only"
+    else
+        _dir_rename_succeeds
+    fi
+    assert_lowers_unchanged
+}
+
+tc_overlay_dir_rename_lower_redirect() {
+    _dir_rename_layers
+    # kernel: only with redirect_dir=on; UnionFs: its default behaviour
+    local opts=
+    kernel && opts=redirect_dir=on
+    ovl_mount "$opts"
+    _dir_rename_succeeds "$opts"
+    assert_lowers_unchanged
+}
+
+tc_overlay_rename_pure_upper_dir() {
+    ovl_init 1
+    mkdir -p "$L1/ld" && echo l >"$L1/ld/l"
+    snapshot_lowers
+    ovl_mount
+    x mkdir -p "$M/n/s"
+    xs 'echo f > "$M/n/s/f"'
+    sysop "$M" ok rename n n2
+    assert_content "$M/n2/s/f" $'f\n'
+    sysop "$M" ok rename n2 ld/n3     # into a lower dir
+    assert_content "$M/ld/n3/s/f" $'f\n'
+    assert_listing "$M/ld" "l n3"
+    ovl_remount
+    assert_content "$M/ld/n3/s/f" $'f\n'
+    assert_lowers_unchanged
+}
+
+# ---------------------------------------------------------------------------------------
+# links, symlinks, special files [10, 14, 15]
+
+tc_overlay_hardlink_lower_file() {
+    ovl_init 2
+    echo data >"$L1/f"
+    mkdir -p "$L2/sub" && echo g >"$L2/sub/g"
+    snapshot_lowers
+    ovl_mount
+    local ino
+    ino=$(stat_of %i "$M/f")
+    x ln "$M/f" "$M/f2"
+    assert_eq "$ino $ino" "$(stat_of %i "$M/f") $(stat_of %i "$M/f2")" "st_ino of f and its new link"
+    assert_eq "2 2" "$(stat_of %h "$M/f") $(stat_of %h "$M/f2")" "nlink of f and f2"
+    xs 'echo more >> "$M/f2"'
+    assert_content "$M/f" $'data\nmore\n'
+    x ln "$M/sub/g" "$M/g2"
+    assert_eq "$(stat_of %i "$M/sub/g")" "$(stat_of %i "$M/g2")" "st_ino of sub/g and g2"
+    ovl_remount
+    assert_eq "$ino $ino" "$(stat_of %i "$M/f") $(stat_of %i "$M/f2")" "st_ino after remount"
+    assert_eq 2 "$(stat_of %h "$M/f")" "nlink after remount"
+    assert_content "$M/f2" $'data\nmore\n'
+    assert_lowers_unchanged
+}
+
+tc_overlay_lower_hardlinks_share_inode() {
+    ovl_init 1
+    echo same >"$L1/h1"
+    ln "$L1/h1" "$L1/h2"
+    snapshot_lowers
+    ovl_mount
+    assert_eq "$(stat_of %i "$M/h1")" "$(stat_of %i "$M/h2")" "st_ino of two names of one lower inode"
+    assert_eq "2 2" "$(stat_of %h "$M/h1") $(stat_of %h "$M/h2")" "nlink of lower hard links"
+    assert_lowers_unchanged
+}
+
+tc_overlay_symlink_lower() {
+    ovl_init 2
+    ln -s "some/../target path" "$L1/dangling"
+    echo content >"$L1/file"
+    ln -s file "$L1/tofile"
+    ln -s /absolute/elsewhere "$L2/abs"
+    mkdir -p "$L2/s" && echo hidden >"$L2/s/c"
+    ln -s x "$L1/s"
+    snapshot_lowers
+    ovl_mount
+    assert_eq "some/../target path" "$(x readlink "$M/dangling")" "readlink dangling"
+    assert_type "$M/dangling" "symbolic link"
+    assert_eq "/absolute/elsewhere" "$(x readlink "$M/abs")" "readlink abs"
+    assert_content "$M/tofile" $'content\n'
+    assert_eq "$(stat_of %i "$M/file")" "$(x stat -L -c %i "$M/tofile")" "stat through symlink"
+    assert_type "$M/s" "symbolic link"
+    x chown -h 321:654 "$M/dangling"   # copy-up of a symlink
+    assert_eq "321 654" "$(stat_of '%u %g' "$M/dangling")" "owner of symlink after lchown"
+    assert_eq "some/../target path" "$(readlink "$U/dangling")" "upper copy of the symlink"
+    assert_lowers_unchanged
+}
+
+tc_overlay_special_files_lower() {
+    ovl_init 1
+    mkfifo -m 0640 "$L1/p"
+    mknod -m 0620 "$L1/null" c 1 3
+    mknod -m 0600 "$L1/blk" b 7 200
+    snapshot_lowers
+    ovl_mount
+    assert_eq "fifo 640" "$(stat_of '%F %a' "$M/p")" "fifo from lower"
+    assert_eq "character special file 1:3 620" "$(stat_of '%F %t:%T %a' "$M/null")" "char device 1:3 from lower (not a whiteout)"
+    assert_eq "block special file 7:c8" "$(stat_of '%F %t:%T' "$M/blk")" "block device from lower"
+    sysop "$M" ok open p r,nonblock >/dev/null
+    x chmod 0600 "$M/p"             # copy-up of a fifo
+    assert_eq "fifo 600" "$(stat -c '%F %a' "$U/p")" "upper copy of fifo"
+    assert_eq "fifo 600" "$(stat_of '%F %a' "$M/p")" "fifo after chmod"
+    assert_lowers_unchanged
+}
+
+# ---------------------------------------------------------------------------------------
+# inode numbers [13]
+
+tc_overlay_ino_stable_across_copyup_and_remount() {
+    ovl_init 2
+    for n in f g h; do echo "$n" >"$L1/$n"; done
+    echo k >"$L2/k"
+    mkdir -p "$L1/d" "$L2/e"
+    snapshot_lowers
+    ovl_mount
+    local n before=()
+    for n in f g h k d e; do before+=("$n=$(stat_of %i "$M/$n")"); done
+    x chmod 600 "$M/f"
+    assert_eq "${before[0]}" "f=$(stat_of %i "$M/f")" "st_ino after chmod (metadata copy-up)"
+    xs 'echo more >> "$M/g"'
+    assert_eq "${before[1]}" "g=$(stat_of %i "$M/g")" "st_ino after write (data copy-up)"
+    x touch "$M/h"
+    xs 'echo more >> "$M/k"'
+    x touch "$M/d/new" "$M/e/new"
+    assert_type "$U/e" "directory"
+    local after=()
+    for n in f g h k d e; do after+=("$n=$(stat_of %i "$M/$n")"); done
+    assert_eq "${before[*]}" "${after[*]}" "st_ino of f g h k d e after copy-up"
+    ovl_remount
+    after=()
+    for n in f g h k d e; do after+=("$n=$(stat_of %i "$M/$n")"); done
+    assert_eq "${before[*]}" "${after[*]}" "st_ino of f g h k d e after remount"
+    assert_lowers_unchanged
+}
+
+tc_overlay_ino_distinct_across_layers() {
+    ovl_init 2
+    # two separate tmpfs instances number their inodes alike: a naive union would show
+    # the same st_ino for different files
+    tmpfs_at "$L1" 16m
+    tmpfs_at "$L2" 16m
+    local i
+    for i in $(seq 1 20); do
+        echo "1 $i" >"$L1/a$i"
+        echo "2 $i" >"$L2/b$i"
+        echo "u $i" >"$U/c$i"
+    done
+    mkdir "$L1/dir1" "$L2/dir2"
+    local raw
+    raw=$(stat -c %i "$L1"/a* "$L2"/b* | sort | uniq -d | wc -l)
+    note "inode numbers shared between the two lower filesystems: $raw"
+    snapshot_lowers
+    ovl_mount
+    local pairs dups
+    local names=("$M" "$M/dir1" "$M/dir2")
+    for i in $(seq 1 20); do names+=("$M/a$i" "$M/b$i" "$M/c$i"); done
+    pairs=$(x stat -c '%d:%i %n' "${names[@]}")
+    dups=$(echo "$pairs" | awk '{print $1}' | sort | uniq -d | head -n 3)
+    [ -z "$dups" ] || fail "different files share (st_dev, st_ino): $dups"
+    if fuse_impl; then
+        assert_eq 1 "$(echo "$pairs" | awk '{split($1,a,":"); print a[1]}' | sort -u | wc -l)" "number of distinct st_dev on a FUSE mount"
+    fi
+    assert_lowers_unchanged
+}
+
+# ---------------------------------------------------------------------------------------
+# xattrs, statfs, read-only, layer count, mount errors
+
+tc_overlay_xattr_on_lower_via_mount() {
+    ovl_init 1
+    echo f >"$L1/f" && setfattr -n user.orig -v 1 "$L1/f"
+    echo g >"$L1/g" && setfattr -n user.orig -v 1 "$L1/g"
+    mkdir -p "$L1/d"
+    snapshot_lowers
+    ovl_mount
+    x setfattr -n user.new -v 2 "$M/f"
+    assert_eq 2 "$(getxattr_of "$M/f" user.new)" "user.new through mount"
+    assert_eq 1 "$(getxattr_of "$M/f" user.orig)" "user.orig kept"
+    assert_eq 2 "$(getxattr_of "$U/f" user.new)" "user.new on upper copy"
+    assert_eq 1 "$(getxattr_of "$U/f" user.orig)" "user.orig on upper copy"
+    x setfattr -x user.orig "$M/g"
+    if x getfattr -n user.orig "$M/g" >/dev/null 2>&1; then fail "user.orig still visible after removal"; fi
+    x setfattr -n user.dir -v dv "$M/d"
+    assert_eq dv "$(getxattr_of "$M/d" user.dir)" "xattr on lower dir through mount"
+    assert_eq dv "$(getxattr_of "$U/d" user.dir)" "xattr on upper copy of dir"
+    assert_content "$M/f" $'f\n'
+    ovl_remount
+    assert_eq 2 "$(getxattr_of "$M/f" user.new)" "user.new after remount"
+    if x getfattr -n user.orig "$M/g" >/dev/null 2>&1; then fail "user.orig back after remount"; fi
+    assert_lowers_unchanged
+}
+
+tc_overlay_statfs_reports_upper() {
+    ovl_init 1
+    echo f >"$L1/f"
+    tmpfs_at "$T/ut" 64m
+    U=$T/ut/u W=$T/ut/w
+    mkdir -p "$U" "$W"
+    head -c 5000000 /dev/urandom >"$U/ballast"   # make the tmpfs numbers distinctive
+    snapshot_lowers
+    ovl_mount
+    probe statfs_cmp "$M" "$T/ut" rw
+    assert_eq "$(df -P -k "$T/ut" | awk 'NR==2{print $2}')" "$(x df -P -k "$M" | awk 'NR==2{print $2}')" "df total of mount vs upper fs"
+    assert_lowers_unchanged
+}
+
+tc_overlay_readonly_lowers_only() {
+    ovl_init 2
+    echo f >"$L1/f"
+    mkdir -p "$L2/d" "$L2/empty" && echo g >"$L2/d/g"
+    OVL_READONLY=1
+    snapshot_lowers
+    ovl_mount
+    assert_content "$M/f" $'f\n'
+    assert_listing "$M/d" "g"
+    sysop "$M" EROFS open f w
+    sysop "$M" EROFS open f rw,trunc
+    sysop "$M" EROFS open new w,creat
+    sysop "$M" EROFS mkdir x
+    sysop "$M" EROFS unlink f
+    sysop "$M" EROFS rmdir empty
+    sysop "$M" EROFS rename f f2
+    sysop "$M" EROFS chmod f 600
+    sysop "$M" EROFS setxattr f user.x 1
+    sysop "$M" EROFS symlink f l
+    probe statfs_cmp "$M" "$L1" ro
+    assert_content "$M/f" $'f\n'
+    assert_lowers_unchanged
+}
+
+_many_layers() { # N
+    local n=$1 i
+    ovl_init "$n"
+    for ((i = 1; i <= n; i++)); do
+        echo "$i" >"$T/l$i/common"
+        echo "$i" >"$T/l$i/f$i"
+        mkdir "$T/l$i/d" "$T/l$i/o"
+        echo "$i" >"$T/l$i/d/c$i"
+        echo "$i" >"$T/l$i/o/child$i"
+    done
+    local mid=$((n / 2))
+    echo "$mid" >"$T/l$mid/x"
+    echo "$((n - 1))" >"$T/l$((n - 1))/x"
+    whiteout "$T/l10/w"                            # hides w of the bottom layer
+    echo bottom >"$T/l$n/w"
+    setfattr -n trusted.overlay.opaque -v y "$T/l20/o" # cuts o off below layer 20
+    snapshot_lowers
+    ovl_mount
+    assert_content "$M/common" $'1\n'
+    assert_content "$M/f1" $'1\n'
+    assert_content "$M/f$n" "$n"$'\n'
+    assert_content "$M/f$((n - 3))" "$((n - 3))"$'\n'
+    assert_content "$M/x" "$mid"$'\n'
+    assert_enoent "$M/w"
+    assert_eq "$n" "$(x ls "$M/d" | wc -l)" "entries in a dir merged from $n layers"
+    assert_content "$M/d/c$n" "$n"$'\n'
+    assert_eq 20 "$(x ls "$M/o" | wc -l)" "entries of dir opaque at layer 20"
+    assert_enoent "$M/o/child21"
+    assert_eq $((n + 4)) "$(x ls -A "$M" | wc -l)" "entries in the root"
+    xs "echo changed >> \"\$M/f$n\""                # copy-up from the bottom layer
+    assert_content "$M/f$n" "$n"$'\nchanged\n'
+    assert_content "$U/f$n" "$n"$'\nchanged\n'
+    assert_lowers_unchanged
+}
+
+tc_overlay_layers_128() { _many_layers 128; }
+
+tc_overlay_layers_500() { _many_layers 500; }
+
+tc_overlay_missing_lowerdir_fails() {
+    ovl_init 1
+    echo f >"$L1/f"
+    OVL_LOWERDIR="$L1:$T/does-not-exist"
+    local rc=0
+    ovl_try_mount || rc=$?
+    note "mount output: $OVL_MOUNT_OUT"
+    [ "$rc" -ne 0 ] || fail "mount with a missing lowerdir exited 0"
+    ! is_mounted "$M" || fail "mount with a missing lowerdir exited $rc but $M is mounted"
+    OVL_LOWERDIR="$L1"
+    rm -rf "$L1"
+    rc=0
+    ovl_try_mount || rc=$?
+    [ "$rc" -ne 0 ] || fail "mount with the only lowerdir missing exited 0"
+    ! is_mounted "$M" || fail "mount with the only lowerdir missing exited $rc but $M is mounted"
+}
