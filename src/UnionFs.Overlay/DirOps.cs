@@ -461,6 +461,14 @@ public sealed unsafe partial class OverlayFileSystem
         }
         if (to.UpperAufsWhiteout) RemoveAufsWhiteout(npfd, newName);
 
+        if (dst is not null)
+        {
+            // Before the name is taken over: an open or multiply linked target keeps a descriptor of its own.
+            Statx st = default;
+            if (!dst.IsDir) StatNode(dst, out st);
+            KeepIfStillReachable(dst, newParent, newName, st);
+        }
+
         if (to.UpperWhiteout && src.IsDir)
         {
             // rename(2) cannot put a directory over a device node: swap them, so the old name keeps the whiteout,
@@ -479,13 +487,7 @@ public sealed unsafe partial class OverlayFileSystem
         }
         else if (Libc.renameat2(pfd, nameZ, npfd, newNameZ, 0) < 0) return Errno.Last;
 
-        if (dst is not null)
-        {
-            Statx st = default;
-            if (!dst.IsDir) StatNode(dst, out st);
-            KeepIfStillReachable(dst, newParent, newName, st);
-            _nodes.Detach(dst);
-        }
+        if (dst is not null) _nodes.Detach(dst);
         _nodes.Reparent(src, newParent, Node.MakeNameZ(newName), 0);
         MarkImpure(newParent);
         return 0;

@@ -74,7 +74,7 @@ public sealed unsafe partial class OverlayFileSystem
         if (fresh.IsDir)
         {
             if (origin != 0 || _layers[ld.Layer].IsUpper) fresh.Impure = IsImpure(ld.Fd, name);
-            e = BuildDirs(fresh, parent, top, nameZ, name);
+            e = BuildDirs(fresh, parent, dirs, top, nameZ, name);
             if (e != 0) { foreach (var d in fresh.Dirs) Libc.close(d.Fd); return e; }
         }
         node = _nodes.AddOrAcquire(fresh, parent);
@@ -113,10 +113,9 @@ public sealed unsafe partial class OverlayFileSystem
     }
 
     /// <summary>Opens the directory in every layer that contributes to it, from <paramref name="top"/> down.</summary>
-    int BuildDirs(Node dir, Node parent, int top, byte* nameZ, ReadOnlySpan<byte> name)
+    int BuildDirs(Node dir, Node parent, LayerDir[] pdirs, int top, byte* nameZ, ReadOnlySpan<byte> name)
     {
         var list = new List<LayerDir>();
-        var pdirs = parent.Dirs;
         try
         {
             var first = pdirs[top];

@@ -65,18 +65,28 @@ public static unsafe class Markers
 
     public const int PathBufferSize = 4096 + 64;
 
-    /// <summary>Whether the directory (dirFd, name) is opaque by any of the markers we read.</summary>
+    /// <summary>Whether the directory (dirFd, name) is opaque by any of the markers we read. One listxattr answers
+    /// the common case (no overlay xattrs at all); the value is read only when a marker name is present.</summary>
     public static bool IsOpaque(int parentFd, ReadOnlySpan<byte> name, int dirFd)
     {
         byte* path = stackalloc byte[PathBufferSize];
         AtPath(parentFd, name, path);
-        byte* value = stackalloc byte[8];
-        foreach (var x in OpaqueXattrs)
-            fixed (byte* xn = x)
+        byte* list = stackalloc byte[4096];
+        nint n = name.IsEmpty ? Libc.listxattr(path, list, 4096) : Libc.llistxattr(path, list, 4096);
+        if (n != 0)
+        {
+            var names = n > 0 ? new ReadOnlySpan<byte>(list, (int)n) : default;
+            byte* value = stackalloc byte[8];
+            foreach (var x in OpaqueXattrs)
             {
-                nint r = name.IsEmpty ? Libc.getxattr(path, xn, value, 8) : Libc.lgetxattr(path, xn, value, 8);
-                if (r == 1 && value[0] == (byte)'y') return true;
+                if (n > 0 && names.IndexOf(x) < 0) continue; // x includes its NUL, so this matches whole names
+                fixed (byte* xn = x)
+                {
+                    nint r = name.IsEmpty ? Libc.getxattr(path, xn, value, 8) : Libc.lgetxattr(path, xn, value, 8);
+                    if (r == 1 && value[0] == (byte)'y') return true;
+                }
             }
+        }
         Statx st;
         fixed (byte* m = ".wh..wh..opq\0"u8)
             return Libc.statx(dirFd, m, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st) == 0;

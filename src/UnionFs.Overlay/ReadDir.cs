@@ -16,8 +16,8 @@ public sealed unsafe partial class OverlayFileSystem
     sealed class DirHandle
     {
         public required Node Node;
-        public List<DirEntry> Entries = [];
-        public bool Served;
+        /// <summary>Built at the first READDIR: when the kernel serves a listing from its cache, none comes.</summary>
+        public List<DirEntry>? Entries;
     }
 
     readonly ConcurrentDictionary<ulong, DirHandle> _dirHandles = new();
@@ -89,16 +89,18 @@ public sealed unsafe partial class OverlayFileSystem
         if (_nodes.Get(node) is not { } n) return Errno.ESTALE;
         if (!n.IsDir) return Errno.ENOTDIR;
         ulong id = (ulong)Interlocked.Increment(ref _nextDirHandle);
-        _dirHandles[id] = new DirHandle { Node = n, Entries = ReadMerged(n, withInodes: true) };
+        _dirHandles[id] = new DirHandle { Node = n };
         open.Fh = id;
+        // The kernel may keep the listing in its page cache across opens: every change to a directory goes
+        // through this mount, and the kernel drops the cached listing itself when it changes one.
+        open.OpenFlags = OpenFlags.CacheDir | OpenFlags.KeepCache;
         return 0;
     }
 
     public int ReadDir(in RequestContext ctx, ulong node, ulong fh, long offset, ref DirEntryWriter writer)
     {
         if (!_dirHandles.TryGetValue(fh, out var h)) return Errno.EBADF;
-        if (offset == 0 && h.Served) h.Entries = ReadMerged(h.Node, withInodes: true);
-        h.Served = true;
+        if (offset == 0 || h.Entries is null) h.Entries = ReadMerged(h.Node, withInodes: true);
         var entries = h.Entries;
         for (int i = (int)Math.Max(0, offset); i < entries.Count; i++)
         {
