@@ -760,6 +760,33 @@ tc_overlay_lower_hardlinks_share_inode() {
     assert_lowers_unchanged
 }
 
+# Copy-up of one name of a multiply-linked lower file. IMPL DIFFERENCE: kernel overlayfs with its default
+# index=off breaks the link (the other name keeps the old data); UnionFs keeps the names linked, as kernel
+# overlayfs does with index=on, also after a remount.
+tc_overlay_lower_hardlink_copyup_keeps_link() {
+    ovl_init 1
+    echo base >"$L1/h1"
+    ln "$L1/h1" "$L1/h2"
+    ln "$L1/h1" "$L1/h3"
+    snapshot_lowers
+    ovl_mount
+    local ino
+    ino=$(stat_of %i "$M/h1")
+    xs 'echo more >> "$M/h1"'
+    assert_content "$M/h1" $'base\nmore\n'
+    if [ "$IMPL" = kernel ]; then
+        assert_content "$M/h2" $'base\n'
+    else
+        assert_content "$M/h2" $'base\nmore\n'
+        assert_eq "$ino $ino $ino" "$(stat_of %i "$M/h1") $(stat_of %i "$M/h2") $(stat_of %i "$M/h3")" "st_ino of the three names"
+        ovl_remount
+        assert_content "$M/h3" $'base\nmore\n'
+        assert_eq "$ino $ino $ino" "$(stat_of %i "$M/h1") $(stat_of %i "$M/h2") $(stat_of %i "$M/h3")" "st_ino after remount"
+        assert_eq 3 "$(stat_of %h "$M/h2")" "nlink after remount"
+    fi
+    assert_lowers_unchanged
+}
+
 tc_overlay_symlink_lower() {
     ovl_init 2
     ln -s "some/../target path" "$L1/dangling"

@@ -87,6 +87,7 @@ public sealed unsafe partial class OverlayFileSystem
                         Libc.unlinkat(_workFd, tmp, 0);
                         return e == Errno.EEXIST ? Errno.ENOENT : e; // the name was removed meanwhile
                     }
+                    if (st.NLink > 1 && st.Type == Libc.S_IFREG) node.Indexed = AddToIndex(parentFd, name, node.Ino);
                     Libc.statx(parentFd, name, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st);
                     node.Loc = loc with { Layer = 0 };
                     _nodes.Rekey(node, (0, st.Dev, st.Ino));
@@ -94,6 +95,44 @@ public sealed unsafe partial class OverlayFileSystem
                 }
             }
             return 0;
+        }
+    }
+
+    /// <summary>
+    /// Hard links of lower files (checklist §10): the first name copied up is linked into W/index under the lower
+    /// file's identity; the other names of that file, when next looked up, are linked to the same upper inode
+    /// (<see cref="LinkUpFromIndex"/>), so all names keep sharing data and st_ino, also after a remount.
+    /// </summary>
+    bool AddToIndex(int parentFd, byte* name, ulong ino)
+    {
+        fixed (byte* entry = IndexName(ino))
+            return Libc.linkat(parentFd, name, _indexFd, entry, 0) == 0 || Errno.Last == Errno.EEXIST;
+    }
+
+    /// <summary>Index entries are named by the st_ino users see, which is the lower file's identity in the stack.</summary>
+    static byte[] IndexName(ulong ino) => System.Text.Encoding.ASCII.GetBytes($"{ino:x16}\0");
+
+    bool IsIndexed(ulong ino)
+    {
+        if (_indexFd < 0) return false;
+        Statx st;
+        fixed (byte* entry = IndexName(ino)) return Libc.statx(_indexFd, entry, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st) == 0;
+    }
+
+    /// <summary>A lower file with several links whose sibling was copied up: link this name to the same upper inode.
+    /// The merged view does not change (same data), only where it is stored. Returns true when it did.</summary>
+    bool LinkUpFromIndex(Node parent, byte* nameZ, ulong ino)
+    {
+        if (_indexFd < 0) return false;
+        Statx st;
+        fixed (byte* entry = IndexName(ino))
+        {
+            if (Libc.statx(_indexFd, entry, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st) < 0) return false;
+            lock (_ns)
+            {
+                if (CopyUpDir(parent, out int pfd) != 0) return false;
+                return Libc.linkat(_indexFd, entry, pfd, nameZ, 0) == 0 || Errno.Last == Errno.EEXIST;
+            }
         }
     }
 

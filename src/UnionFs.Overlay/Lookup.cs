@@ -55,9 +55,19 @@ public sealed unsafe partial class OverlayFileSystem
         int top = FindTop(dirs, 0, nameZ, name, out st);
         if (top < 0) return -top;
         var ld = dirs[top];
+        uint lowerNLink = ld.Layer != 0 ? st.NLink : 0;
+        if (ld.Layer != 0 && HasUpper && st.NLink > 1 && st.Type == Libc.S_IFREG
+            && LinkUpFromIndex(parent, nameZ, MakeIno(ld.Layer, st.Ino)))
+        {
+            dirs = parent.Dirs;
+            top = FindTop(dirs, 0, nameZ, name, out st);
+            if (top < 0) return -top;
+            ld = dirs[top];
+        }
         var key = (ld.Layer, st.Dev, st.Ino);
         if (_nodes.AcquireExisting(key) is { } existing)
         {
+            if (lowerNLink > existing.LowerNLink) existing.LowerNLink = lowerNLink;
             node = existing;
             return 0;
         }
@@ -66,11 +76,13 @@ public sealed unsafe partial class OverlayFileSystem
         {
             Key = key,
             Loc = new Location(parent, Node.MakeNameZ(name), ld.Layer),
+            LowerNLink = lowerNLink,
         };
         ulong origin = 0;
         if (_layers[ld.Layer].IsUpper && (parent.Impure || fresh.IsDir))
             origin = Markers.GetOrigin(ld.Fd, name, _x.Origin);
         fresh.Ino = origin != 0 ? origin : MakeIno(ld.Layer, st.Ino);
+        fresh.Indexed = origin != 0 && st.NLink > 1 && st.Type == Libc.S_IFREG && IsIndexed(origin);
         if (fresh.IsDir)
         {
             if (origin != 0 || _layers[ld.Layer].IsUpper) fresh.Impure = IsImpure(ld.Fd, name);

@@ -21,6 +21,8 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
     readonly Lock _ns = new();
     readonly Markers.XattrNames _x;
     readonly int _workFd = -1;
+    /// <summary>W/index: one hard link per copied-up multiply-linked lower file, so its other names join it.</summary>
+    readonly int _indexFd = -1;
     readonly bool _asRoot;
     readonly ulong _entryTimeout;
     readonly uint _entryTimeoutNsec;
@@ -49,7 +51,11 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
             for (int i = 0; i < options.LowerDirs.Count; i++)
                 layers.Add(OpenLayer(options.LowerDirs[i], (ulong)i + 1, upper: false));
             _layers = layers.ToArray();
-            if (options.Writable) _workFd = PrepareWorkDir(options.WorkDir!, _layers[0]);
+            if (options.Writable)
+            {
+                _workFd = PrepareWorkDir(options.WorkDir!, _layers[0]);
+                _indexFd = OpenIndexDir(options.WorkDir!);
+            }
         }
         catch
         {
@@ -93,6 +99,15 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
         Directory.CreateDirectory(work);
         int fd = Libc.open(work, Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0);
         if (fd < 0) throw new ArgumentException($"workdir {work}: {Errno.Describe(Errno.Last)}");
+        return fd;
+    }
+
+    static int OpenIndexDir(string workDir)
+    {
+        string index = Path.Combine(workDir, "index");
+        Directory.CreateDirectory(index);
+        int fd = Libc.open(index, Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0);
+        if (fd < 0) throw new ArgumentException($"workdir {index}: {Errno.Describe(Errno.Last)}");
         return fd;
     }
 
@@ -165,6 +180,8 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
     void FillAttr(Node node, in Statx st, ref Attr attr)
     {
         FsUtil.ToAttr(st, node.Ino, ref attr);
+        // The index entry is not a name users can see; siblings still only in the lower are.
+        if (node.Indexed) attr.NLink = Math.Max(attr.NLink - 1, node.LowerNLink);
         if (node.IsDir && _options.StaticNlink) attr.NLink = 1;
         if (_options.UidMapping is { } um) attr.Uid = um.ToInside(st.Uid);
         if (_options.GidMapping is { } gm) attr.Gid = gm.ToInside(st.Gid);
@@ -197,5 +214,6 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
     {
         foreach (var l in _layers) Libc.close(l.RootFd);
         if (_workFd >= 0) Libc.close(_workFd);
+        if (_indexFd >= 0) Libc.close(_indexFd);
     }
 }
