@@ -54,17 +54,20 @@ public sealed unsafe partial class OverlayFileSystem
         Markers.SetXattr(dir.Dirs[0].Fd, ReadOnlySpan<byte>.Empty, _x.Impure, "y"u8);
     }
 
-    /// <summary>
-    /// Copies a non-directory up. With <paramref name="withData"/> false (open with O_TRUNC, truncate to 0) only
-    /// an empty file with the same metadata is made. Concurrent copy-ups of one node wait for the first.
-    /// </summary>
-    int CopyUpFile(Node node, bool withData)
+    /// <summary>What a change needs of a lower file: its data (write), nothing of it (O_TRUNC, truncate to 0), or only
+    /// its metadata (chmod, chown, utimes, xattrs: overlayfs's metacopy — the data stays below until written).</summary>
+    enum CopyUpMode { Data, Empty, Metadata }
+
+    /// <summary>Copies a non-directory up as <paramref name="mode"/> asks. Concurrent copy-ups of one node wait for the first.</summary>
+    int CopyUpFile(Node node, CopyUpMode mode)
     {
         if (!HasUpper) return Errno.EROFS;
         if (node.IsDir) { lock (_ns) return CopyUpDir(node, out _); }
         lock (node.CopyUpLock)
         {
-            if (node.Layer == 0) return 0;
+            if (node.Layer == 0)
+                return !node.Metacopy || mode == CopyUpMode.Metadata ? 0
+                    : mode == CopyUpMode.Data ? CompleteCopyUp(node) : DropMetacopy(node);
             var loc = node.Loc;
             if (loc.Parent is null || node.Unlinked) return Errno.ESTALE;
             int parentFd, e;
@@ -76,7 +79,8 @@ public sealed unsafe partial class OverlayFileSystem
             fixed (byte* name = loc.NameZ) fixed (byte* tmp = tmpName)
             {
                 if (Libc.statx(srcDir, name, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st) < 0) return Errno.Last;
-                e = MakeCopy(srcDir, name, tmp, st, withData);
+                bool metaOnly = mode == CopyUpMode.Metadata && st.Type == Libc.S_IFREG && st.Size > 0 && st.NLink == 1;
+                e = metaOnly ? MakeMetacopy(tmpName, st) : MakeCopy(srcDir, name, tmp, st, mode == CopyUpMode.Data);
                 if (e == 0) e = CopyMetadata(srcDir, loc.Name, tmp, st, node.Ino);
                 if (e != 0) { Libc.unlinkat(_workFd, tmp, 0); return e; }
                 lock (_ns)
@@ -89,6 +93,7 @@ public sealed unsafe partial class OverlayFileSystem
                     }
                     if (st.NLink > 1 && st.Type == Libc.S_IFREG) node.Indexed = AddToIndex(parentFd, name, node.Ino);
                     Libc.statx(parentFd, name, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st);
+                    if (metaOnly) { node.DataLoc = loc; node.Metacopy = true; }
                     node.Loc = loc with { Layer = 0 };
                     _nodes.Rekey(node, (0, st.Dev, st.Ino));
                     MarkImpure(loc.Parent);
@@ -134,6 +139,62 @@ public sealed unsafe partial class OverlayFileSystem
                 return Libc.linkat(_indexFd, entry, pfd, nameZ, 0) == 0 || Errno.Last == Errno.EEXIST;
             }
         }
+    }
+
+    /// <summary>A metadata-only copy: a sparse file of the same size (no data blocks) marked as metacopy.</summary>
+    int MakeMetacopy(byte[] tmpName, in Statx st)
+    {
+        fixed (byte* tmp = tmpName)
+        {
+            int fd = Libc.openat(_workFd, tmp, Libc.O_CREAT | Libc.O_EXCL | Libc.O_WRONLY | Libc.O_CLOEXEC, 0600);
+            if (fd < 0) return Errno.Last;
+            int e = Libc.ftruncate(fd, (long)st.Size) < 0 ? Errno.Last : 0;
+            Libc.close(fd);
+            if (e != 0) return e;
+        }
+        return Markers.SetXattr(_workFd, tmpName.AsSpan(0, tmpName.Length - 1), _x.Metacopy, ReadOnlySpan<byte>.Empty);
+    }
+
+    /// <summary>
+    /// The first write to a metacopy file: build a full copy (data from the lower file, metadata from the upper
+    /// one) in the work directory and rename it over the upper file, so a crash leaves one or the other.
+    /// Caller holds the node's copy-up lock.
+    /// </summary>
+    int CompleteCopyUp(Node node)
+    {
+        var loc = node.Loc;
+        var data = node.DataLoc;
+        if (data?.Parent is null || loc.Parent is null) return Errno.ESTALE;
+        int upperDir = loc.Parent.DirFd(0), dataDir = data.Parent.DirFd(data.Layer);
+        Statx st;
+        byte[] tmpName = TempName();
+        fixed (byte* name = loc.NameZ) fixed (byte* dataName = data.NameZ) fixed (byte* tmp = tmpName)
+        {
+            if (Libc.statx(upperDir, name, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st) < 0) return Errno.Last;
+            int e = MakeCopy(dataDir, dataName, tmp, st, withData: true);
+            if (e == 0) e = CopyMetadata(upperDir, loc.Name, tmp, st, node.Ino);
+            if (e == 0)
+                lock (_ns)
+                    if (Libc.renameat2(_workFd, tmp, upperDir, name, 0) < 0) e = Errno.Last;
+            if (e != 0) { Libc.unlinkat(_workFd, tmp, 0); return e; }
+            Libc.statx(upperDir, name, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st);
+            _nodes.Rekey(node, (0, st.Dev, st.Ino));
+        }
+        node.Metacopy = false;
+        node.DataLoc = null;
+        return 0;
+    }
+
+    /// <summary>Open with O_TRUNC or truncate to 0 of a metacopy file: the lower data is no longer wanted.</summary>
+    int DropMetacopy(Node node)
+    {
+        var loc = node.Loc;
+        if (loc.Parent is null) return Errno.ESTALE;
+        int e = Markers.RemoveXattr(loc.Parent.DirFd(0), loc.Name, _x.Metacopy);
+        if (e != 0 && e != Errno.ENODATA) return e;
+        node.Metacopy = false;
+        node.DataLoc = null;
+        return 0;
     }
 
     /// <summary>Creates the copy's object in the work directory: data for files, target for links, rdev for nodes.</summary>

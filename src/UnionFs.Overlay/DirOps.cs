@@ -195,7 +195,7 @@ public sealed unsafe partial class OverlayFileSystem
         if (_nodes.Get(node) is not { } n || _nodes.Get(newParent) is not { } np) return Errno.ESTALE;
         if (n.IsDir) return Errno.EPERM;
         if (Markers.IsWhiteoutName(newName)) return Errno.EINVAL;
-        int e = CopyUpFile(n, withData: true);
+        int e = CopyUpFile(n, CopyUpMode.Data);
         if (e != 0) return e;
         byte* nameZ = stackalloc byte[NameMax + 1];
         e = ToNameZ(newName, nameZ);
@@ -411,8 +411,8 @@ public sealed unsafe partial class OverlayFileSystem
                 }
             }
             // Data copy-up happens before the namespace lock, which copy-up itself takes.
-            if (!src!.IsDir && (e = CopyUpFile(src, withData: true)) != 0) return e;
-            if (exchange && !dst!.IsDir && (e = CopyUpFile(dst, withData: true)) != 0) return e;
+            if (!src!.IsDir && (e = CopyUpFile(src, CopyUpMode.Data)) != 0) return e;
+            if (exchange && !dst!.IsDir && (e = CopyUpFile(dst, CopyUpMode.Data)) != 0) return e;
             lock (_ns) return RenameLocked(parent, name, src, newParent, newName, dst, exchange);
         }
         finally

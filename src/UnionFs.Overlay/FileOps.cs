@@ -16,7 +16,7 @@ public sealed unsafe partial class OverlayFileSystem
         {
             if (!HasUpper) return Errno.EROFS;
             // O_TRUNC throws the data away anyway: copy only the metadata.
-            int e = CopyUpFile(n, withData: (flags & Libc.O_TRUNC) == 0);
+            int e = CopyUpFile(n, (flags & Libc.O_TRUNC) != 0 ? CopyUpMode.Empty : CopyUpMode.Data);
             if (e != 0) return e;
         }
         int fd = OpenObject(n, flags & ~(Libc.O_CREAT | Libc.O_EXCL | Libc.O_NOCTTY));
@@ -36,7 +36,7 @@ public sealed unsafe partial class OverlayFileSystem
         }
         else
         {
-            var loc = n.Loc;
+            var loc = n.Metacopy && (flags & Libc.O_ACCMODE) == Libc.O_RDONLY && n.DataLoc is { } d ? d : n.Loc;
             int dirFd = loc.Parent?.DirFd(loc.Layer) ?? -1;
             if (dirFd < 0) return -Errno.ESTALE;
             fixed (byte* name = loc.NameZ) fd = Libc.openat(dirFd, name, flags, 0);

@@ -36,7 +36,7 @@ public sealed unsafe partial class OverlayFileSystem
         if (_nodes.Get(node) is not { } n) return Errno.ESTALE;
         if (!HasUpper) return Errno.EROFS;
         bool truncate = (s.Valid & SetAttrValid.Size) != 0;
-        int e = CopyUpFile(n, withData: !truncate || s.Size > 0);
+        int e = CopyUpFile(n, !truncate ? CopyUpMode.Metadata : s.Size > 0 ? CopyUpMode.Data : CopyUpMode.Empty);
         if (e != 0) return e;
         var (dirFd, nameZ) = UpperAt(n);
         bool self = nameZ.Length == 1; // a directory or an unlinked object: reach it through its own descriptor
@@ -149,7 +149,7 @@ public sealed unsafe partial class OverlayFileSystem
         if (_nodes.Get(node) is not { } n) return Errno.ESTALE;
         if (Markers.IsPrivateXattr(name)) return Errno.EPERM;
         if (!HasUpper) return Errno.EROFS;
-        int e = CopyUpFile(n, withData: true);
+        int e = CopyUpFile(n, CopyUpMode.Metadata);
         if (e != 0) return e;
         byte* path = stackalloc byte[Markers.PathBufferSize];
         bool follow = XattrPath(n, path);
@@ -162,7 +162,7 @@ public sealed unsafe partial class OverlayFileSystem
         if (_nodes.Get(node) is not { } n) return Errno.ESTALE;
         if (Markers.IsPrivateXattr(name)) return Errno.ENODATA;
         if (!HasUpper) return Errno.EROFS;
-        int e = CopyUpFile(n, withData: true);
+        int e = CopyUpFile(n, CopyUpMode.Metadata);
         if (e != 0) return e;
         byte* path = stackalloc byte[Markers.PathBufferSize];
         bool follow = XattrPath(n, path);

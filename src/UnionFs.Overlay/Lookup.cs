@@ -83,6 +83,8 @@ public sealed unsafe partial class OverlayFileSystem
             origin = Markers.GetOrigin(ld.Fd, name, _x.Origin);
         fresh.Ino = origin != 0 ? origin : MakeIno(ld.Layer, st.Ino);
         fresh.Indexed = origin != 0 && st.NLink > 1 && st.Type == Libc.S_IFREG && IsIndexed(origin);
+        if (origin != 0 && st.Type == Libc.S_IFREG && Markers.GetString(ld.Fd, name, _x.Metacopy) is not null)
+            FindMetacopyData(fresh, parent, dirs, top, nameZ, name);
         if (fresh.IsDir)
         {
             if (origin != 0 || _layers[ld.Layer].IsUpper) fresh.Impure = IsImpure(ld.Fd, name);
@@ -92,6 +94,15 @@ public sealed unsafe partial class OverlayFileSystem
         node = _nodes.AddOrAcquire(fresh, parent);
         if (node != fresh) foreach (var d in fresh.Dirs) Libc.close(d.Fd); // lost a race to another lookup
         return 0;
+    }
+
+    /// <summary>A metacopy file's data is the same name's regular file in the first lower layer that has it.</summary>
+    void FindMetacopyData(Node node, Node parent, LayerDir[] dirs, int top, byte* nameZ, ReadOnlySpan<byte> name)
+    {
+        int k = FindTop(dirs, top + 1, nameZ, name, out var st);
+        if (k < 0 || st.Type != Libc.S_IFREG) return; // no data below: the (sparse) upper file is all there is
+        node.DataLoc = new Location(parent, Node.MakeNameZ(name), dirs[k].Layer);
+        node.Metacopy = true;
     }
 
     bool IsImpure(int dirFd, ReadOnlySpan<byte> name) => Markers.GetString(dirFd, name, _x.Impure) is not null;

@@ -25,11 +25,14 @@ public static unsafe class Markers
             Redirect = Z(p + "overlay.redirect");
             Origin = Z(p + "unionfs.origin");
             Impure = Z(p + "unionfs.impure");
+            Metacopy = Z(p + "unionfs.metacopy");
         }
         public byte[] Opaque { get; }
         public byte[] Redirect { get; }
         public byte[] Origin { get; }
         public byte[] Impure { get; }
+        /// <summary>An upper file holding metadata only; its data is still the lower file's.</summary>
+        public byte[] Metacopy { get; }
         static byte[] Z(string s) => Encoding.ASCII.GetBytes(s + "\0");
     }
 

@@ -63,6 +63,9 @@ public sealed class Node
     public (int Layer, ulong Dev, ulong Ino) Key;
     /// <summary>Upper directory holding copied-up children, whose st_ino comes from an origin xattr.</summary>
     public bool Impure;
+    /// <summary>A metadata-only copy-up: attributes live in the upper, data is still read from <see cref="DataLoc"/>.</summary>
+    public volatile bool Metacopy;
+    public Location? DataLoc;
     /// <summary>An upper file that also has an entry in the hard-link index.</summary>
     public bool Indexed;
     /// <summary>The lower file's link count when this node met it: names a not yet linked-up sibling still has.</summary>

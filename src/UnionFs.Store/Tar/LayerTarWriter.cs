@@ -101,7 +101,7 @@ public static class LayerTarWriter
         }
         if (hasData)
         {
-            using var data = new FileStream(node.Source!, new FileStreamOptions { Mode = FileMode.Open, Access = FileAccess.Read, Options = FileOptions.SequentialScan });
+            using var data = new FileStream(node.DataSource ?? node.Source!, new FileStreamOptions { Mode = FileMode.Open, Access = FileAccess.Read, Options = FileOptions.SequentialScan });
             if (data.Length != (long)st.Size) throw new IOException($"read {node.Source}: file changed while being exported");
             entry.DataStream = data;
             writer.WriteEntry(entry);

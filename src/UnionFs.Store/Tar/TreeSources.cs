@@ -16,7 +16,9 @@ public enum NodeKind
 
 /// <param name="Path">relative to the layer root, '/'-separated, never empty.</param>
 /// <param name="Source">the object on disk (for Object nodes).</param>
-public readonly record struct TreeNode(string Path, string? Source, NodeKind Kind);
+/// <param name="DataSource">where a regular file's data is, when not in <paramref name="Source"/>: a metadata-only
+/// copy-up (the union's metacopy xattr) keeps its data in the lower layer until the file is written.</param>
+public readonly record struct TreeNode(string Path, string? Source, NodeKind Kind, string? DataSource = null);
 
 /// <summary>
 /// The three trees the store turns into tars, each yielded depth-first with children in ordinal
@@ -33,6 +35,22 @@ public static class TreeSources
     const string OpaqueFile = ".wh..wh..opq";
 
     static readonly string[] OpaqueXattrs = ["trusted.overlay.opaque", "user.overlay.opaque", "user.fuseoverlayfs.opaque"];
+    static readonly string[] MetacopyXattrs = ["trusted.unionfs.metacopy", "user.unionfs.metacopy"];
+
+    static bool IsMetacopy(string file)
+    {
+        foreach (var x in MetacopyXattrs) if (FileOps.GetXattr(file, x) is not null) return true;
+        return false;
+    }
+
+    /// <summary>The data of a metacopy file: the first of <paramref name="candidates"/> that is a regular file.</summary>
+    static string? DataBelow(IEnumerable<string> candidates)
+    {
+        foreach (var c in candidates)
+            if (FileOps.TryLstat(c, out var st, out _))
+                return st.Type == Libc.S_IFREG && !IsMetacopy(c) ? c : null;
+        return null;
+    }
 
     public static IEnumerable<TreeNode> Plain(string root) => PlainWalk(root, "");
 
@@ -64,7 +82,10 @@ public static class TreeSources
             if (name.StartsWith(WhPrefix, StringComparison.Ordinal)) { yield return new TreeNode(Join(rel, name[WhPrefix.Length..]), null, NodeKind.Whiteout); continue; }
             var st = FileOps.Lstat(full);
             if (st.IsWhiteoutDevice) { yield return new TreeNode(path, null, NodeKind.Whiteout); continue; }
-            yield return new TreeNode(path, full, NodeKind.Object);
+            string? data = st.Type == Libc.S_IFREG && IsMetacopy(full)
+                ? DataBelow(lowers.Select(l => Path.Combine(l, path))) ?? throw new IOException($"export {full}: metadata-only copy without its lower data")
+                : null;
+            yield return new TreeNode(path, full, NodeKind.Object, data);
             if (!st.IsDir) continue;
 
             if ((FileOps.GetXattr(full, FileOps.RedirectXattr) ?? FileOps.GetXattr(full, "user.overlay.redirect")) is { } redirect)
@@ -125,8 +146,12 @@ public static class TreeSources
                 top = candidate; topIndex = i;
             }
             if (top is null) continue;
-            yield return new TreeNode(path, top, NodeKind.Object);
-            if (!FileOps.Lstat(top).IsDir) continue;
+            var topStat = FileOps.Lstat(top);
+            string? data = topStat.Type == Libc.S_IFREG && IsMetacopy(top)
+                ? DataBelow(sources.Skip(topIndex + 1).Select(s => Path.Combine(s, name)))
+                : null;
+            yield return new TreeNode(path, top, NodeKind.Object, data);
+            if (!topStat.IsDir) continue;
             var below = new List<string> { top };
             if (!IsOpaqueDir(top))
                 below.AddRange(DirSources(sources.Skip(topIndex + 1).Select(s => Path.Combine(s, name)).TakeWhile(p => !IsWhiteoutAt(p))));
