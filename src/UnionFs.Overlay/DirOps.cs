@@ -176,14 +176,21 @@ public sealed unsafe partial class OverlayFileSystem
     public int Create(in RequestContext ctx, ulong parent, ReadOnlySpan<byte> name, int flags, uint mode, uint umask, ref EntryOut entry, ref OpenOut open)
     {
         if (_nodes.Get(parent) is not { } p) return Errno.ESTALE;
-        int e = CreateObject(ctx, p, name, Kind.File, mode | Libc.S_IFREG, 0, null, flags & ~Libc.O_TRUNC, out int fd);
-        if (e == Errno.EEXIST && (flags & Libc.O_EXCL) == 0)
+        int e, fd;
+        for (int attempt = 0; ; attempt++)
         {
-            // open(O_CREAT) of a name that exists after all (created behind a negative dentry): open it.
+            e = CreateObject(ctx, p, name, Kind.File, mode | Libc.S_IFREG, 0, null, flags & ~Libc.O_TRUNC, out fd);
+            if (e != Errno.EEXIST || (flags & Libc.O_EXCL) != 0) break;
+            // open(O_CREAT) of a name that exists after all (another process created it meanwhile): open it,
+            // unless it disappears again before we get there, then try to create it once more.
             e = LookupNode(p, name, out var existing, out var st);
+            if (e == Errno.ENOENT && attempt < 8) continue;
             if (e != 0) return e;
-            FillEntry(existing!, st, ref entry);
-            return Open(ctx, existing!.Id, flags & ~(Libc.O_CREAT | Libc.O_EXCL), ref open);
+            e = Open(ctx, existing!.Id, flags & ~(Libc.O_CREAT | Libc.O_EXCL), ref open);
+            if (e == Errno.ESTALE && attempt < 8) { _nodes.Forget(existing.Id, 1); continue; }
+            if (e != 0) { _nodes.Forget(existing.Id, 1); return e; }
+            FillEntry(existing, st, ref entry);
+            return 0;
         }
         e = Created(e, p, name, ref entry);
         if (e != 0) { if (fd >= 0) Libc.close(fd); return e; }
@@ -410,9 +417,10 @@ public sealed unsafe partial class OverlayFileSystem
                     if (!src.IsDir && dst.IsDir) return Errno.EISDIR;
                 }
             }
-            // Data copy-up happens before the namespace lock, which copy-up itself takes.
-            if (!src!.IsDir && (e = CopyUpFile(src, CopyUpMode.Data)) != 0) return e;
-            if (exchange && !dst!.IsDir && (e = CopyUpFile(dst, CopyUpMode.Data)) != 0) return e;
+            // Data copy-up happens before the namespace lock, which copy-up itself takes. A hard-linked lower
+            // file is one node under several names: copy it up under the name being renamed.
+            if (!src!.IsDir && (e = CopyUpAs(src, parent, name)) != 0) return e;
+            if (exchange && !dst!.IsDir && (e = CopyUpAs(dst, newParent, newName)) != 0) return e;
             lock (_ns) return RenameLocked(parent, name, src, newParent, newName, dst, exchange);
         }
         finally
@@ -420,6 +428,14 @@ public sealed unsafe partial class OverlayFileSystem
             _nodes.Forget(src!.Id, 1);
             if (dst is not null) _nodes.Forget(dst.Id, 1);
         }
+    }
+
+    int CopyUpAs(Node node, Node parent, ReadOnlySpan<byte> name)
+    {
+        var loc = node.Loc;
+        if (loc.Layer != 0 && (loc.Parent != parent || !loc.Name.SequenceEqual(name)))
+            _nodes.Reparent(node, parent, Node.MakeNameZ(name), node.Key.Layer);
+        return CopyUpFile(node, CopyUpMode.Data);
     }
 
     int RenameLocked(Node parent, ReadOnlySpan<byte> name, Node src, Node newParent, ReadOnlySpan<byte> newName, Node? dst, bool exchange)
@@ -439,6 +455,9 @@ public sealed unsafe partial class OverlayFileSystem
 
         if (exchange)
         {
+            // Each directory arriving where a lower layer has the name must not merge with it.
+            if (src.IsDir && src.RedirectPath is null && to.LowerHasName && (e = Markers.SetXattr(pfd, name, _x.Opaque, "y"u8)) != 0) return e;
+            if (dst!.IsDir && dst.RedirectPath is null && from.LowerHasName && (e = Markers.SetXattr(npfd, newName, _x.Opaque, "y"u8)) != 0) return e;
             if (Libc.renameat2(pfd, nameZ, npfd, newNameZ, Libc.RENAME_EXCHANGE) < 0) return Errno.Last;
             var srcLoc = src.Loc; var dstLoc = dst!.Loc;
             _nodes.Reparent(src, newParent, Node.MakeNameZ(newName), 0);

@@ -20,6 +20,9 @@ public sealed unsafe partial class OverlayFileSystem
             if (e != 0) return e;
         }
         int fd = OpenObject(n, flags & ~(Libc.O_CREAT | Libc.O_EXCL | Libc.O_NOCTTY));
+        // The name went away (or became a whiteout) after the kernel looked it up: ESTALE makes the kernel
+        // look the path up again, as a local filesystem would have resolved it after the change.
+        if (fd is -Errno.ENOENT or -Errno.ENXIO) return Errno.ESTALE;
         if (fd < 0) return -fd;
         return Opened(n, fd, ref open);
     }
@@ -34,6 +37,7 @@ public sealed unsafe partial class OverlayFileSystem
             byte* path = stackalloc byte[32];
             fd = Libc.openat(Libc.AT_FDCWD, FsUtil.ProcFdPath(n.UnlinkedFd, path), flags & ~Libc.O_NOFOLLOW, 0);
         }
+        else if (n.Unlinked) return -Errno.ESTALE;
         else
         {
             var loc = n.Metacopy && (flags & Libc.O_ACCMODE) == Libc.O_RDONLY && n.DataLoc is { } d ? d : n.Loc;

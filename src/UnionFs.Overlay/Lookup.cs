@@ -206,8 +206,17 @@ public sealed unsafe partial class OverlayFileSystem
         return dir.RedirectPath ?? LowerPath(dir.Parent) + "/" + Encoding.UTF8.GetString(dir.Name);
     }
 
-    /// <summary>statx of a node's object wherever it lives now.</summary>
+    /// <summary>
+    /// statx of a node's object wherever it lives now. A name that went away, or now holds something of another
+    /// type (a whiteout), answers ESTALE: the kernel then looks the path up again instead of marking the inode bad.
+    /// </summary>
     int StatNode(Node n, out Statx st)
+    {
+        int e = StatObject(n, out st);
+        return e == 0 && st.Type != n.Type ? Errno.ESTALE : e == Errno.ENOENT ? Errno.ESTALE : e;
+    }
+
+    int StatObject(Node n, out Statx st)
     {
         fixed (Statx* p = &st)
         {
@@ -215,6 +224,7 @@ public sealed unsafe partial class OverlayFileSystem
                 return FsUtil.Err(Libc.statx(n.Dirs[0].Fd, Empty, Libc.AT_EMPTY_PATH | Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, p));
             if (n.UnlinkedFd >= 0)
                 return FsUtil.Err(Libc.statx(n.UnlinkedFd, Empty, Libc.AT_EMPTY_PATH | Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, p));
+            if (n.Unlinked) return Errno.ESTALE;
             var loc = n.Loc;
             int dirFd = loc.Parent?.DirFd(loc.Layer) ?? -1;
             if (dirFd < 0) return Errno.ESTALE;
