@@ -33,7 +33,14 @@ unit-test:
 
 native-test: $(BIN)
 	$(MAKE) -C native-tests
+	UNIONFS=$(CURDIR)/$(BIN) scripts/test-engine.sh
 	UNIONFS=$(CURDIR)/$(BIN) native-tests/run.sh
+
+# The full-length fault, fuzz and load runs (issue-sized: 100,000 fsx ops, long kills, 120 s load).
+test-long: deps publish
+	$(MAKE) unit-test
+	$(MAKE) -C native-tests
+	LONG=1 UNIONFS=$(CURDIR)/$(BIN) native-tests/run.sh
 
 demo: deps publish
 	scripts/demo.sh

@@ -396,6 +396,7 @@ run_case() {
     case $suite in
     posix) IMPL=${POSIX_IMPL:-$IMPL} ;;
     overlay) IMPL=${OVERLAY_IMPL:-$IMPL} ;;
+    trust) IMPL=${TRUST_IMPL:-$IMPL} ;;
     esac
     export IMPL
     trap 'case_unmount_all' EXIT

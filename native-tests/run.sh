@@ -1,7 +1,7 @@
 #!/bin/bash
 # Kernel-level test suite for UnionFs.
 #
-#   native-tests/run.sh [SUITE...]        SUITE: posix, overlay (default: both)
+#   native-tests/run.sh [SUITE...]        SUITE: posix, overlay, trust (default: all three)
 #
 # Environment:
 #   IMPL          how to mount (default unionfs)
@@ -14,6 +14,11 @@
 #   CASE_TIMEOUT  seconds per test case (default 180); CMD_TIMEOUT per command (default 60)
 #   VERBOSE=1     print the full log of every case (default: log tail of failed cases)
 #   KEEP=1        keep the scratch directory (only if nothing is mounted in it)
+#   LONG=1        full-length runs (suite trust: 100,000 fsx ops, 2 GiB copy-up, 120 s load);
+#                 case timeouts are multiplied by 10
+#   TRUST_IMPL    override IMPL for the trust suite (unionfs; kernel = informative check of
+#                 the tests themselves: the daemon-specific cases fail by design; kernel overlayfs
+#                 is used inside some trust cases as the reference)
 #
 # Output: "ok - suite/name" or "FAIL - suite/name: reason" per case, then one line
 # "N passed, N failed". Exit status 1 if anything failed.
@@ -41,12 +46,12 @@ report_fail() {
 }
 
 SUITES=("$@")
-[ ${#SUITES[@]} -gt 0 ] || SUITES=(posix overlay)
+[ ${#SUITES[@]} -gt 0 ] || SUITES=(posix overlay trust)
 for s in "${SUITES[@]}"; do
     case $s in
-    posix | overlay) ;;
+    posix | overlay | trust) ;;
     *)
-        echo "usage: $0 [posix] [overlay]" >&2
+        echo "usage: $0 [posix] [overlay] [trust]" >&2
         exit 2
         ;;
     esac
@@ -115,7 +120,7 @@ done
 if ! out=$(make -s -C "$HERE" 2>&1); then
     PREREQ_ERR+=("building probes failed: $(echo "$out" | tail -n 3 | tr '\n' ' ')")
 fi
-for f in lib.sh posix.sh overlay.sh run.sh; do
+for f in lib.sh posix.sh overlay.sh trust.sh run.sh; do
     out=$(bash -n "$HERE/$f" 2>&1) || PREREQ_ERR+=("syntax error in $f: $(echo "$out" | head -n 1)")
 done
 for c in "$HERE"/probes/*.c; do
@@ -128,9 +133,10 @@ suite_prereqs() { # SUITE -> prints problems, one per line
     impl=$IMPL
     [ "$suite" = posix ] && impl=${POSIX_IMPL:-$IMPL}
     [ "$suite" = overlay ] && impl=${OVERLAY_IMPL:-$IMPL}
+    [ "$suite" = trust ] && impl=${TRUST_IMPL:-$IMPL}
     case $suite/$impl in
-    posix/bind | overlay/kernel) ;;
-    posix/unionfs | overlay/unionfs)
+    posix/bind | overlay/kernel | trust/kernel) ;;
+    posix/unionfs | overlay/unionfs | trust/unionfs)
         [ -x "$UNIONFS" ] || echo "UnionFs binary not found or not executable: $UNIONFS"
         [ -c /dev/fuse ] || echo "/dev/fuse missing"
         ;;
@@ -141,7 +147,12 @@ suite_prereqs() { # SUITE -> prints problems, one per line
         ;;
     *) echo "IMPL=$impl is not valid for suite $suite" ;;
     esac
-    if [ "$suite/$impl" = overlay/kernel ] && ! grep -qw overlay /proc/filesystems; then
+    if [ "$suite" = trust ]; then
+        for tool in python3 setpriv useradd md5sum cmp; do
+            command -v "$tool" >/dev/null 2>&1 || echo "missing tool for suite trust: $tool"
+        done
+    fi
+    if { [ "$suite/$impl" = overlay/kernel ] || [ "$suite" = trust ]; } && ! grep -qw overlay /proc/filesystems; then
         modprobe overlay 2>/dev/null
         grep -qw overlay /proc/filesystems || echo "kernel overlay filesystem not available"
     fi
@@ -157,14 +168,16 @@ run_one() { # SUITE NAME
     dir=$SCRATCH/$(printf '%03d' "$CASE_NO")-$suite-$name
     log=$dir.log
     mkdir -p "$dir"
-    timeout -k 10 "$CASE_TIMEOUT" bash "$HERE/run.sh" --case "$suite" "$name" "$dir" \
+    local case_timeout=$CASE_TIMEOUT
+    [ "${LONG:-0}" = 1 ] && case_timeout=$((CASE_TIMEOUT * 10))
+    timeout -k 10 "$case_timeout" bash "$HERE/run.sh" --case "$suite" "$name" "$dir" \
         >"$log" 2>&1 </dev/null &
     CASE_PID=$!
     # watchdog: if even the timeout cannot end the case (process stuck on a hung FUSE
     # mount), abort/unmount the case's mounts so it can die.
     (
         trap 'kill $sp 2>/dev/null; exit 0' TERM
-        sleep $((CASE_TIMEOUT + 30)) &
+        sleep $((case_timeout + 30)) &
         sp=$!
         wait $sp
         echo "# watchdog: case $suite/$name still running, forcing its mounts away" >>"$log"
@@ -180,7 +193,7 @@ run_one() { # SUITE NAME
     reason=$(head -n 1 "$dir/.reason" 2>/dev/null)
     [ "$rc" -ne 0 ] || [ -z "$reason" ] || rc=1
     if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-        reason="timed out after ${CASE_TIMEOUT}s${reason:+ ($reason)}; last log line: $(grep -v '^#' "$log" | tail -n 1)"
+        reason="timed out after ${case_timeout}s${reason:+ ($reason)}; last log line: $(grep -v '^#' "$log" | tail -n 1)"
     fi
     if [ -n "$(mounts_under "$dir")" ]; then
         echo "# case left mounts behind: $(mounts_under "$dir" | tr '\n' ' ')" >>"$log"
@@ -224,6 +237,7 @@ for suite in "${SUITES[@]}"; do
     impl=$IMPL
     [ "$suite" = posix ] && impl=${POSIX_IMPL:-$IMPL}
     [ "$suite" = overlay ] && impl=${OVERLAY_IMPL:-$IMPL}
+    [ "$suite" = trust ] && impl=${TRUST_IMPL:-$IMPL}
     echo "# suite $suite, IMPL=$impl"
     problems=("${PREREQ_ERR[@]}")
     while IFS= read -r line; do problems+=("$line"); done < <(suite_prereqs "$suite")

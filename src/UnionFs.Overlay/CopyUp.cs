@@ -78,7 +78,10 @@ public sealed unsafe partial class OverlayFileSystem
             byte[] tmpName = TempName();
             fixed (byte* name = loc.NameZ) fixed (byte* tmp = tmpName)
             {
-                if (Libc.statx(srcDir, name, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st) < 0) return Errno.Last;
+                // The name vanished since the kernel looked it up: ESTALE lets the kernel look again.
+                if (Libc.statx(srcDir, name, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st) < 0)
+                    return Errno.Last == Errno.ENOENT ? Errno.ESTALE : Errno.Last;
+                if (st.Type != node.Type) return Errno.ESTALE;
                 bool metaOnly = mode == CopyUpMode.Metadata && st.Type == Libc.S_IFREG && st.Size > 0 && st.NLink == 1;
                 e = metaOnly ? MakeMetacopy(tmpName, st) : MakeCopy(srcDir, name, tmp, st, withData: mode != CopyUpMode.Empty);
                 if (e == 0) e = CopyMetadata(srcDir, loc.Name, tmp, st, node.Ino);
@@ -89,7 +92,7 @@ public sealed unsafe partial class OverlayFileSystem
                     {
                         e = Errno.Last;
                         Libc.unlinkat(_workFd, tmp, 0);
-                        return e == Errno.EEXIST ? Errno.ENOENT : e; // the name was removed meanwhile
+                        return e == Errno.EEXIST ? Errno.ESTALE : e; // the name was removed meanwhile
                     }
                     if (st.NLink > 1 && st.Type == Libc.S_IFREG) node.Indexed = AddToIndex(parentFd, name, node.Ino);
                     Libc.statx(parentFd, name, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st);

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using UnionFs.Fuse;
 using UnionFs.Fuse.Kernel;
 using UnionFs.Posix;
@@ -57,7 +58,8 @@ public sealed unsafe partial class OverlayFileSystem
     /// to the backing file without a round trip through this daemon. The kernel allows one backing file per inode
     /// at a time: the first open registers it, later opens of the same file share it, the last release closes it.
     /// An open that needs a different backing file while one is registered (a write after copy-up, with a reader
-    /// still on the lower file) is served by the daemon with direct I/O, which the kernel allows beside passthrough.
+    /// still on the lower file) is served by the daemon with direct I/O. Known limit: a shared writable mmap of such
+    /// an open would map the registered (lower) file; it lasts only while the older reader keeps the file open.
     /// </summary>
     int Opened(Node n, int fd, ref OpenOut open)
     {
@@ -72,22 +74,28 @@ public sealed unsafe partial class OverlayFileSystem
                 {
                     int id = _session!.OpenBacking(fd);
                     if (id > 0) { n.BackingId = id; n.BackingDev = identity; }
-                    else if (id is -Errno.EPERM or -Errno.EOPNOTSUPP or -Errno.ELOOP or -Errno.ENOTTY)
-                        _passthrough = false; // not usable on this mount: the daemon serves data from now on
+                    else
+                    {
+                        _log.LogWarning("passthrough: registering the backing file failed: {Error}", Errno.Describe(-id));
+                        if (id is -Errno.EPERM or -Errno.EOPNOTSUPP or -Errno.ELOOP or -Errno.ENOTTY)
+                            _passthrough = false; // not usable on this mount: the daemon serves data from now on
+                    }
                 }
-                if (n.BackingId > 0 && n.BackingDev == identity)
+                if (n.BackingId > 0)
                 {
+                    // While an inode has a backing file, the kernel accepts only passthrough opens of that same
+                    // backing file. An open of another file (a writer after copy-up, while a reader still holds
+                    // the lower file) therefore names the registered backing id but asks for direct I/O, so its
+                    // reads and writes come to the daemon and reach the right file.
                     n.BackingRefs++;
                     open.Fh |= PassthroughHandle;
-                    open.OpenFlags = OpenFlags.Passthrough;
+                    open.OpenFlags = n.BackingDev == identity ? OpenFlags.Passthrough : OpenFlags.Passthrough | OpenFlags.DirectIo;
                     open.BackingId = n.BackingId;
                     return 0;
                 }
-                if (n.BackingRefs > 0)
-                {
-                    open.OpenFlags = OpenFlags.DirectIo;
-                    return 0;
-                }
+                // Cached (page-cache) I/O cannot coexist with passthrough opens of the inode, direct I/O can.
+                open.OpenFlags = OpenFlags.DirectIo;
+                return 0;
             }
         }
         // Layers change only through this mount, so the page cache stays valid across opens.
@@ -195,14 +203,20 @@ public sealed unsafe partial class OverlayFileSystem
         int fd = Libc.openat(pfd, DotZ, (flags & ~Libc.O_CREAT) | Libc.O_TMPFILE | Libc.O_CLOEXEC, mode & 0xFFF);
         if (fd < 0) return Errno.Last;
         if (_asRoot) Libc.fchown(fd, HostUid(ctx.Uid), HostGid(ctx.Gid));
+        return OpenedUnnamed(p, fd, ref entry, ref open);
+    }
+
+    /// <summary>A node for an open file that has no name (O_TMPFILE, or created and removed at once by others).</summary>
+    int OpenedUnnamed(Node parent, int fd, ref EntryOut entry, ref OpenOut open)
+    {
         Statx st;
         Libc.statx(fd, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &st);
         var node = new Node(_nodes.NewId(), Libc.S_IFREG)
         {
-            Key = (0, st.Dev, st.Ino), Loc = new Location(p, [0], 0), Ino = MakeIno(0, st.Ino),
+            Key = (0, st.Dev, st.Ino), Loc = new Location(parent, [0], 0), Ino = MakeIno(0, st.Ino),
         };
         node.UnlinkedFd = OpenProcPath(fd); // an unnamed file is reached only through its descriptor
-        node = _nodes.AddOrAcquire(node, p);
+        node = _nodes.AddOrAcquire(node, parent);
         FillEntry(node, st, ref entry);
         return Opened(node, fd, ref open);
     }
