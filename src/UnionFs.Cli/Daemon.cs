@@ -55,6 +55,42 @@ static unsafe class Daemon
         return 0;
     }
 
+    /// <summary>The daemons serving <paramref name="mountpoint"/>: this program's processes whose command line ends with it.</summary>
+    public static List<int> ServingProcesses(string mountpoint)
+    {
+        var pids = new List<int>();
+        int self = Environment.ProcessId;
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out int pid) || pid == self) continue;
+            try
+            {
+                var argv = File.ReadAllText(Path.Combine(dir, "cmdline")).Split('\0', StringSplitOptions.RemoveEmptyEntries);
+                if (argv.Length < 2) continue;
+                string prog = Path.GetFileName(argv[0]);
+                if (prog is not ("unionfs" or "fuse-overlayfs")) continue;
+                string cwd = new FileInfo(Path.Combine(dir, "cwd")).LinkTarget ?? "/";
+                if (Path.GetFullPath(argv[^1], cwd) == mountpoint) pids.Add(pid);
+            }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+        }
+        return pids;
+    }
+
+    public static void WaitForExit(List<int> pids, TimeSpan limit)
+    {
+        var deadline = DateTime.UtcNow + limit;
+        foreach (int pid in pids)
+            while (Directory.Exists($"/proc/{pid}") && !IsZombie(pid) && DateTime.UtcNow < deadline) Thread.Sleep(10);
+    }
+
+    static bool IsZombie(int pid)
+    {
+        try { return File.ReadAllText($"/proc/{pid}/stat").Split(") ")[^1].StartsWith('Z'); }
+        catch (IOException) { return true; }
+    }
+
     static void Report(int statusFd, string message)
     {
         if (statusFd < 0)

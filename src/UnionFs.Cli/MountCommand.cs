@@ -39,6 +39,12 @@ static class MountCommand
         catch (ArgumentException e) { throw new UsageException("mount: " + e.Message); }
         catch (FormatException e) { throw new UsageException("mount: bad option value: " + e.Message); }
         Validate(options, mountpoint);
+        if (options.Writable && IsReadOnlyFs(options.UpperDir!))
+        {
+            // As kernel overlayfs does: the union is still useful, just not writable.
+            Console.Error.WriteLine($"unionfs: upperdir {options.UpperDir} is on a read-only filesystem; mounting read-only");
+            options.ReadOnly = true;
+        }
 
         var log = Logging.Create(flags.Debug);
         var fuseOptions = new FuseMountOptions
@@ -65,6 +71,17 @@ static class MountCommand
             try { return FuseSession.Start(mountpoint, fs, fuseOptions, log); }
             catch { fs.Dispose(); throw; }
         }, flags.Foreground, log);
+    }
+
+    static unsafe bool IsReadOnlyFs(string path)
+    {
+        int fd = Libc.open(path, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0);
+        if (fd < 0) return false;
+        StatVfs s;
+        int r = Libc.fstatvfs(fd, &s);
+        Libc.close(fd);
+        const ulong ST_RDONLY = 1;
+        return r == 0 && (s.Flag & ST_RDONLY) != 0;
     }
 
     /// <summary>The reasons a mount must be refused, each one line naming the path.</summary>

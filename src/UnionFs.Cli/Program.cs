@@ -42,6 +42,7 @@ static class Program
                 "umount" or "unmount" => Umount(args[1..]),
                 "loopback" => Loopback(args[1..]),
                 "image" or "container" or "system" => UnionFs.Engine.Cli.EngineCli.Run(args),
+                "pull" or "push" => UnionFs.Engine.Cli.EngineCli.Run(args),
                 _ => Fail($"unknown command '{args[0]}' (see unionfs --help)", 2),
             };
         }
@@ -68,7 +69,12 @@ static class Program
     static int Umount(string[] args)
     {
         if (args.Length != 1) throw new UsageException("usage: unionfs umount MNT");
-        FuseMount.Unmount(Path.GetFullPath(args[0]));
+        string mountpoint = Path.GetFullPath(args[0]);
+        var daemons = Daemon.ServingProcesses(mountpoint);
+        FuseMount.Unmount(mountpoint);
+        // Like umount of a kernel filesystem, return once the daemon has let go of its layers, so the caller
+        // can unmount or delete what lies beneath them right away.
+        Daemon.WaitForExit(daemons, TimeSpan.FromSeconds(10));
         return 0;
     }
 

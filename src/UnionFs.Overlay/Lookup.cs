@@ -182,7 +182,7 @@ public sealed unsafe partial class OverlayFileSystem
         var rel = Encoding.UTF8.GetBytes(path.TrimStart('/') + "\0");
         fixed (byte* r = rel)
         {
-            for (int layer = HasUpper ? 1 : 0; layer < _layers.Length; layer++)
+            for (int layer = _layers[0].IsUpper ? 1 : 0; layer < _layers.Length; layer++)
             {
                 int fd = rel.Length == 1
                     ? Libc.openat(_layers[layer].RootFd, DotZ, Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0)

@@ -47,7 +47,8 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
         var layers = new List<Layer>();
         try
         {
-            if (options.Writable) layers.Add(OpenLayer(options.UpperDir!, 0, upper: true));
+            // A read-only mount with an upper still shows it, as the topmost layer, but never writes to it.
+            if (options.UpperDir is not null) layers.Add(OpenLayer(options.UpperDir, 0, upper: true));
             for (int i = 0; i < options.LowerDirs.Count; i++)
                 layers.Add(OpenLayer(options.LowerDirs[i], (ulong)i + 1, upper: false));
             _layers = layers.ToArray();
@@ -132,7 +133,7 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
         var root = new Node(1, Libc.S_IFDIR)
         {
             Dirs = dirs.ToArray(), Key = (0, st.Dev, st.Ino), Ino = 1,
-            Impure = HasUpper && Markers.GetString(dirs[0].Fd, ReadOnlySpan<byte>.Empty, _x.Impure) is not null,
+            Impure = _layers[0].IsUpper && Markers.GetString(dirs[0].Fd, ReadOnlySpan<byte>.Empty, _x.Impure) is not null,
         };
         return root;
     }

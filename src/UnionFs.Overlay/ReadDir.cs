@@ -36,7 +36,7 @@ public sealed unsafe partial class OverlayFileSystem
         {
             foreach (var ld in dir.Dirs)
             {
-                bool checkOrigin = withInodes && ld.Layer == 0 && HasUpper && dir.Impure;
+                bool checkOrigin = withInodes && _layers[ld.Layer].IsUpper && dir.Impure;
                 int fd = Libc.openat(ld.Fd, DotZ, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0);
                 if (fd < 0) continue;
                 try

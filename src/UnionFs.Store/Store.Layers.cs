@@ -40,9 +40,12 @@ public sealed partial class Store
     /// If <paramref name="expectedDiffId"/> is given and that stack already exists, nothing is read.
     /// Any failure (bad digest, hostile entry, I/O) leaves nothing registered and removes the temp files.
     /// </summary>
+    /// <param name="inputIsStoredBlob">the input is the stored blob <paramref name="expectedBlobDigest"/> itself (a registry pull
+    /// registers blobs before unpacking them): it is verified but not copied again.</param>
     public LayerImportResult ImportLayer(Stream input, string? parentChainId, string createdBy,
-        string? expectedDiffId = null, string? expectedBlobDigest = null, Action<long>? onProgress = null)
+        string? expectedDiffId = null, string? expectedBlobDigest = null, Action<long>? onProgress = null, bool inputIsStoredBlob = false)
     {
+        if (inputIsStoredBlob && expectedBlobDigest is null) throw new ArgumentException("a stored blob needs its digest", nameof(expectedBlobDigest));
         if (parentChainId is not null && GetLayer(parentChainId) is null) throw new StoreException($"parent layer {parentChainId}: not in the store");
         if (expectedDiffId is not null && GetLayer(Digest.ChainId(parentChainId, expectedDiffId)) is { } known)
             return new LayerImportResult(known, true);
@@ -54,7 +57,7 @@ public sealed partial class Store
             Directory.CreateDirectory(Path.Combine(tmpDir, "diff"));
             string diffId, blobDigest; long tarSize, blobSize, contentBytes;
             CompressionKind kind;
-            using (var blobFile = new FileStream(tmpBlob, FileMode.CreateNew, FileAccess.Write))
+            using (var blobFile = inputIsStoredBlob ? null : new FileStream(tmpBlob, FileMode.CreateNew, FileAccess.Write))
             {
                 using var compressed = new HashingStream(input, copyTo: blobFile, leaveOpen: true, onProgress: onProgress);
                 using var tar = new HashingStream(Compression.Decompress(compressed, out kind));
@@ -67,7 +70,7 @@ public sealed partial class Store
                 diffId = tar.Digest(); tarSize = tar.BytesRead;
                 blobDigest = compressed.Digest(); blobSize = compressed.BytesRead;
                 contentBytes = unpacker.ContentBytes;
-                blobFile.Flush(flushToDisk: true);
+                blobFile?.Flush(flushToDisk: true);
             }
             if (expectedDiffId is not null && diffId != expectedDiffId)
                 throw new StoreException($"layer digest mismatch: expected {expectedDiffId}, content hashes to {diffId}");
@@ -80,7 +83,8 @@ public sealed partial class Store
             {
                 if (GetLayer(chainId) is { } other) return (other, true); // another process got there first
                 string cacheId = Digest.RandomId();
-                CommitBlob(tmpBlob, blobDigest, blobSize, Compression.MediaType(kind));
+                if (!inputIsStoredBlob) CommitBlob(tmpBlob, blobDigest, blobSize, Compression.MediaType(kind));
+                else if (!HasBlobFile(blobDigest)) throw new StoreException($"blob {blobDigest}: removed while it was being unpacked (a concurrent 'system gc'?)");
                 FileOps.Rename(tmpDir, Layout.LayerDir(cacheId));
                 var rec = new LayerRecord(chainId, diffId, parentChainId, cacheId, contentBytes, tarSize, blobDigest, treeDigest, createdBy, DateTimeOffset.UtcNow);
                 try

@@ -7,7 +7,8 @@ namespace UnionFs.Engine.Cli;
 /// </summary>
 public sealed class Args
 {
-    static readonly HashSet<string> WithValue = ["--root", "--storage-driver", "-o", "--output", "--name", "-m", "--message", "--format", "--tag", "-t", "--log-level"];
+    static readonly HashSet<string> WithValue = ["--root", "--storage-driver", "-o", "--output", "--name", "-m", "--message", "--format", "--tag", "-t", "--log-level",
+        "--user", "--creds", "--authfile", "--platform", "--parallel", "--chunk-size"];
 
     public List<string> Positionals { get; } = new();
     readonly Dictionary<string, string> _values = new();

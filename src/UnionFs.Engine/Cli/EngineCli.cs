@@ -31,6 +31,11 @@ public static class EngineCli
           container export ID -o FILE|-        container rm ID... [--force]
         System:
           system df [--json]   system gc   system fsck   system migrate LEGACY_DIR
+        Registry:
+          pull REF                             pull from a registry (HOST[:PORT]/REPO[:TAG][@DIGEST])
+          push IMAGE [REF]                     push a stored image to a registry
+          --user USER:PASSWORD, --authfile FILE, --tls-verify=false, --platform OS/ARCH, --parallel N,
+          --chunk-size BYTES (push: larger blobs go up in PATCH chunks); localhost/127.x use http
         Common options: --root DIR (or UNIONFS_ROOT; default /var/lib/unionfs),
           --storage-driver fuse|overlay (or UNIONFS_STORAGE_DRIVER; default fuse), --debug
         """;
@@ -40,7 +45,8 @@ public static class EngineCli
         try
         {
             if (args.Length < 2 || args[1] is "-h" or "--help" or "help") { Console.Out.Write(Usage); return args.Length < 2 ? 2 : 0; }
-            var a = new Args(args[2..]);
+            bool registryVerb = args[0] is "pull" or "push";
+            var a = new Args(registryVerb ? args[1..] : args[2..]);
             Progress.Quiet = a.Flag("-q", "--quiet");
             using var loggerFactory = LoggerFactory.Create(b => b.AddProvider(new StderrLoggerProvider())
                 .SetMinimumLevel(a.Flag("--debug") || Environment.GetEnvironmentVariable("UNIONFS_DEBUG") is { Length: > 0 } ? LogLevel.Debug : LogLevel.Warning));
@@ -52,6 +58,8 @@ public static class EngineCli
                 ("image", _) => Images(args[1], a, open),
                 ("container", _) => Containers(args[1], a, open),
                 ("system", _) => SystemVerbs(args[1], a, open),
+                ("pull", _) => Registry.RegistryCli.Pull(a, open),
+                ("push", _) => Registry.RegistryCli.Push(a, open),
                 _ => throw new UsageException($"unknown command '{args[0]}'"),
             };
         }

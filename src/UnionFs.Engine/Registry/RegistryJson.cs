@@ -101,8 +101,14 @@ public static class RegistryJson
         catch (JsonException e) { throw new StoreException($"{what}: manifest is not valid JSON ({e.Message})"); }
     }
 
+    /// <summary>Writes '+' in media types as itself, not "\u002B" (valid either way, but registries and people read these).</summary>
+    static readonly RegistryJsonContext Writer = new(new JsonSerializerOptions(RegistryJsonContext.Default.Options)
+    {
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    });
+
     /// <summary>The exact manifest bytes we push (the digest of these bytes is the manifest's identity).</summary>
-    public static byte[] Serialize(ManifestDocument m) => JsonSerializer.SerializeToUtf8Bytes(m, RegistryJsonContext.Default.ManifestDocument);
+    public static byte[] Serialize(ManifestDocument m) => JsonSerializer.SerializeToUtf8Bytes(m, Writer.ManifestDocument);
 
     public static TokenResponse? ParseToken(byte[] bytes)
     {
