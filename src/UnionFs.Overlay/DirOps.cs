@@ -83,6 +83,7 @@ public sealed unsafe partial class OverlayFileSystem
             e = CopyUpDir(parent, out int pfd);
             if (e != 0) return e;
             var owner = NewOwner(ctx, pfd);
+            Changed(parent);
             if (!s.UpperWhiteout)
             {
                 e = MakeObject(pfd, nameZ, kind, mode, rdev, target, openFlags, owner, opaque: false, out fileFd);
@@ -216,6 +217,7 @@ public sealed unsafe partial class OverlayFileSystem
             if (s.Exists) return Errno.EEXIST;
             e = CopyUpDir(np, out int pfd);
             if (e != 0) return e;
+            Changed(np);
             var loc = n.Loc;
             int srcDir = n.UnlinkedFd >= 0 ? n.UnlinkedFd : loc.Parent?.DirFd(0) ?? -1;
             if (srcDir < 0) return Errno.ESTALE;
@@ -271,6 +273,7 @@ public sealed unsafe partial class OverlayFileSystem
                 e = CopyUpDir(parent, out int pfd);
                 if (e != 0) return e;
                 KeepIfStillReachable(node, parent, name, st);
+                Changed(parent);
                 bool inUpper = s.TopLayer == 0;
                 if (!inUpper) e = WriteWhiteout(pfd, nameZ, name);
                 else if (!s.LowerHasName) e = dir ? RemoveUpperDir(pfd, nameZ) : FsUtil.Err(Libc.unlinkat(pfd, nameZ, 0));
@@ -454,6 +457,8 @@ public sealed unsafe partial class OverlayFileSystem
         if ((e = CopyUpDir(newParent, out int npfd)) != 0) return e;
         if ((e = Probe(parent, nameZ, name, out var from)) != 0) return e;
         if ((e = Probe(newParent, newNameZ, newName, out var to)) != 0) return e;
+        Changed(parent);
+        Changed(newParent);
 
         if (exchange)
         {

@@ -14,6 +14,9 @@ public sealed class Layer
     public required ulong Dev { get; init; }
 }
 
+/// <summary>One name of a merged directory listing, with the inode number and type readdir shows.</summary>
+public readonly record struct DirEntry(byte[] Name, ulong Ino, uint Type);
+
 /// <summary>A node's place: parent, NUL-terminated name, and the index of the topmost layer holding the object
 /// (0 = upper when the mount is writable).</summary>
 public sealed record Location(Node? Parent, byte[] NameZ, int Layer)
@@ -70,6 +73,9 @@ public sealed class Node
     public bool Indexed;
     /// <summary>The lower file's link count when this node met it: names a not yet linked-up sibling still has.</summary>
     public uint LowerNLink;
+    /// <summary>Directories: the merged listing being served, and whether the directory changed since it was built.</summary>
+    public List<DirEntry>? Listing;
+    public volatile bool ListingStale;
     /// <summary>The name is gone (unlinked or replaced); only open handles still reach the object.</summary>
     public bool Unlinked;
 

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Text;
 using UnionFs.Fuse;
 using UnionFs.Fuse.Kernel;
@@ -9,20 +8,6 @@ namespace UnionFs.Overlay;
 // readdir: the merged listing (checklist §6).
 public sealed unsafe partial class OverlayFileSystem
 {
-    readonly record struct DirEntry(byte[] Name, ulong Ino, uint Type);
-
-    /// <summary>An open directory: a snapshot of the merged listing, so cookies (index + 1) stay valid while the
-    /// directory changes; rebuilt when the listing is read again from the start (rewinddir).</summary>
-    sealed class DirHandle
-    {
-        public required Node Node;
-        /// <summary>Built at the first READDIR: when the kernel serves a listing from its cache, none comes.</summary>
-        public List<DirEntry>? Entries;
-    }
-
-    readonly ConcurrentDictionary<ulong, DirHandle> _dirHandles = new();
-    long _nextDirHandle;
-
     /// <summary>
     /// Lists a merged directory: each name once, the topmost layer deciding its type and inode, whiteouts and marker
     /// files hidden, lower layers cut off where the directory's merge stops. "." and ".." come first.
@@ -84,24 +69,33 @@ public sealed unsafe partial class OverlayFileSystem
         return entries;
     }
 
-    public int OpenDir(in RequestContext ctx, ulong node, int flags, ref OpenOut open)
-    {
-        if (_nodes.Get(node) is not { } n) return Errno.ESTALE;
-        if (!n.IsDir) return Errno.ENOTDIR;
-        ulong id = (ulong)Interlocked.Increment(ref _nextDirHandle);
-        _dirHandles[id] = new DirHandle { Node = n };
-        open.Fh = id;
-        // The kernel may keep the listing in its page cache across opens: every change to a directory goes
-        // through this mount, and the kernel drops the cached listing itself when it changes one.
-        open.OpenFlags = OpenFlags.CacheDir | OpenFlags.KeepCache;
-        return 0;
-    }
+    /// <summary>
+    /// No OPENDIR: answering ENOSYS tells the kernel that directory opens need no daemon state, saves two round
+    /// trips per directory, and lets the kernel keep listings in its page cache (every change to a directory goes
+    /// through this mount, and the kernel drops a cached listing itself when it changes the directory).
+    /// </summary>
+    public int OpenDir(in RequestContext ctx, ulong node, int flags, ref OpenOut open) => Errno.ENOSYS;
 
+    /// <summary>
+    /// Serves the merged listing from a snapshot kept on the directory's node: cookies are indexes + 1 into it, so
+    /// they stay valid while a listing is in progress even if the directory changes. A change marks the snapshot
+    /// stale; it is rebuilt when a listing starts again from the beginning, and dropped once read to the end.
+    /// </summary>
     public int ReadDir(in RequestContext ctx, ulong node, ulong fh, long offset, ref DirEntryWriter writer)
     {
-        if (!_dirHandles.TryGetValue(fh, out var h)) return Errno.EBADF;
-        if (offset == 0 || h.Entries is null) h.Entries = ReadMerged(h.Node, withInodes: true);
-        var entries = h.Entries;
+        if (_nodes.Get(node) is not { } dir) return Errno.ESTALE;
+        if (!dir.IsDir) return Errno.ENOTDIR;
+        var entries = dir.Listing;
+        if (entries is null || (offset == 0 && dir.ListingStale))
+        {
+            dir.ListingStale = false;
+            dir.Listing = entries = ReadMerged(dir, withInodes: true);
+        }
+        if (offset >= entries.Count)
+        {
+            dir.Listing = null; // read to the end: the kernel has it now
+            return 0;
+        }
         for (int i = (int)Math.Max(0, offset); i < entries.Count; i++)
         {
             var d = entries[i];
@@ -110,7 +104,7 @@ public sealed unsafe partial class OverlayFileSystem
             if (writer.Plus && i >= 2)
             {
                 // READDIRPLUS instantiates the entry: one more lookup of that node, exactly like LOOKUP.
-                if (LookupNode(h.Node, d.Name, out var child, out var st) == 0) FillEntry(child!, st, ref entry);
+                if (LookupNode(dir, d.Name, out var child, out var st) == 0) FillEntry(child!, st, ref entry);
             }
             if (!writer.TryAdd(d.Name, d.Ino, d.Type, i + 1, entry))
             {
@@ -121,11 +115,8 @@ public sealed unsafe partial class OverlayFileSystem
         return 0;
     }
 
-    public int ReleaseDir(in RequestContext ctx, ulong node, ulong fh)
-    {
-        _dirHandles.TryRemove(fh, out _);
-        return 0;
-    }
+    /// <summary>A directory's entries changed through the mount.</summary>
+    static void Changed(Node dir) => dir.ListingStale = true;
 
     public int FsyncDir(in RequestContext ctx, ulong node, ulong fh, bool dataOnly)
     {

@@ -96,6 +96,7 @@ public sealed class Pusher(EngineContext ctx, RegistryOptions opts, TextWriter o
         var board = new ProgressBoard();
         using var gate = new SemaphoreSlim(Math.Max(1, opts.Parallel));
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        Exception? firstError = null;
         int pushed = 0, existed = 0, mounted = 0;
         var tasks = blobs.Select((b, i) => Task.Run(async () =>
         {
@@ -119,14 +120,20 @@ public sealed class Pusher(EngineContext ctx, RegistryOptions opts, TextWriter o
                 status[i] = "pushed";
                 Interlocked.Increment(ref pushed);
             }
-            catch { failed.Cancel(); throw; }
+            catch (Exception e)
+            {
+                // Remember the failure that started it, not the cancellations it causes in the other transfers.
+                if (!failed.IsCancellationRequested) Interlocked.CompareExchange(ref firstError, e, null);
+                failed.Cancel();
+                throw;
+            }
             finally { gate.Release(); }
         })).ToList();
         try { await Task.WhenAll(tasks); }
         catch
         {
             var errors = tasks.Where(t => t.IsFaulted).SelectMany(t => t.Exception!.InnerExceptions).ToList();
-            var first = errors.FirstOrDefault(e => e is not OperationCanceledException) ?? errors.FirstOrDefault();
+            var first = firstError ?? errors.FirstOrDefault(e => e is not OperationCanceledException) ?? errors.FirstOrDefault();
             if (first is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(first).Throw();
             throw;
         }

@@ -6,15 +6,6 @@ namespace UnionFs.Engine.Registry;
 /// <summary>`unionfs pull REF` and `unionfs push IMAGE [REF]` (called from <see cref="EngineCli"/>).</summary>
 public static class RegistryCli
 {
-    public const string Usage = """
-        Registry:
-          pull REF [--platform OS/ARCH]        pull an image from a registry (HOST[:PORT]/REPO[:TAG][@DIGEST])
-          push IMAGE [REF] [--chunk-size N]    push a stored image to a registry
-          options: --user USER:PASSWORD (or --creds), --authfile FILE, --tls-verify=false, --parallel N
-          (localhost/127.x registries use http; credentials also come from ~/.docker/config.json and
-          $XDG_RUNTIME_DIR/containers/auth.json)
-        """;
-
     static readonly string[] Options = ["--user", "--creds", "--authfile", "--tls-verify", "--platform", "--parallel", "--chunk-size"];
 
     public static int Pull(Args a, Func<EngineContext> open)
