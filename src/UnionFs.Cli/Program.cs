@@ -17,6 +17,12 @@ static class Program
           umount MNT               unmount (fusermount3 -u MNT works too)
           -o OPTS MNT              the same as mount (fuse-overlayfs command line)
 
+        Images and containers (a content-addressed layer store; see unionfs image --help):
+          image load|save|import|ls|history|inspect|tag|rm ...
+          container create|ls|mount|umount|diff|commit|export|rm ...
+          system df|gc|fsck|migrate ...
+          pull REF, push IMAGE [REF]   move images through an OCI registry
+
         Options:
           -f, --foreground         stay in the foreground
           -d, --debug              log every FUSE request and reply

@@ -266,19 +266,19 @@ public sealed unsafe partial class OverlayFileSystem
             ToNameZ(name, nameZ);
             lock (_ns)
             {
-                if (dir && !IsMergedDirEmpty(node)) return Errno.ENOTEMPTY;
+                if (dir && !IsMergedDirEmpty(node!)) return Errno.ENOTEMPTY;
                 e = Probe(parent, nameZ, name, out var s);
                 if (e != 0) return e;
                 if (!s.Exists) return Errno.ENOENT;
                 e = CopyUpDir(parent, out int pfd);
                 if (e != 0) return e;
-                KeepIfStillReachable(node, parent, name, st);
+                KeepIfStillReachable(node!, parent, name, st);
                 Changed(parent);
                 bool inUpper = s.TopLayer == 0;
                 if (!inUpper) e = WriteWhiteout(pfd, nameZ, name);
                 else if (!s.LowerHasName) e = dir ? RemoveUpperDir(pfd, nameZ) : FsUtil.Err(Libc.unlinkat(pfd, nameZ, 0));
                 else e = ReplaceWithWhiteout(pfd, nameZ, name, dir);
-                if (e == 0 && (st.NLink <= 1 || dir)) _nodes.Detach(node);
+                if (e == 0 && (st.NLink <= 1 || dir)) _nodes.Detach(node!);
                 return e;
             }
         }
