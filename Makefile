@@ -4,7 +4,7 @@ CONFIG      ?= Release
 BIN         := bin/unionfs
 SOURCES     := $(shell find src -name '*.cs' -o -name '*.csproj' | grep -v '/obj/' | grep -v '/bin/')
 
-.PHONY: all build deps publish install test unit-test native-test test-long demo bench clean
+.PHONY: all build deps publish install test unit-test native-test registry-test test-long demo bench clean
 
 all: publish
 
@@ -27,6 +27,7 @@ install: $(BIN)
 test: deps publish
 	$(MAKE) unit-test
 	$(MAKE) native-test
+	$(MAKE) registry-test
 
 unit-test:
 	$(DOTNET) test UnionFs.sln -c $(CONFIG) --nologo -v quiet
@@ -35,6 +36,10 @@ native-test: $(BIN)
 	$(MAKE) -C native-tests
 	UNIONFS=$(CURDIR)/$(BIN) scripts/test-engine.sh
 	UNIONFS=$(CURDIR)/$(BIN) native-tests/run.sh
+
+# Push and pull through a real registry (docker-registry on loopback), with skopeo as the other client.
+registry-test: $(BIN)
+	UNIONFS=$(CURDIR)/$(BIN) timeout -k 10 900 scripts/test-registry.sh
 
 # The full-length fault, fuzz and load runs (issue-sized: 100,000 fsx ops, long kills, 120 s load).
 test-long: deps publish

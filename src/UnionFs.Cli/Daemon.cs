@@ -27,6 +27,7 @@ static unsafe class Daemon
 
     static int Serve(Func<FuseSession> start, ILogger log, int statusFd)
     {
+        RaiseFileLimit();
         FuseSession session;
         try
         {
@@ -89,6 +90,18 @@ static unsafe class Daemon
     {
         try { return File.ReadAllText($"/proc/{pid}/stat").Split(") ")[^1].StartsWith('Z'); }
         catch (IOException) { return true; }
+    }
+
+    /// <summary>Directory nodes hold descriptors: let the daemon use as many as the hard limit allows.</summary>
+    static void RaiseFileLimit()
+    {
+        const int RLIMIT_NOFILE = 7;
+        RLimit lim;
+        if (Libc.getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.Cur < lim.Max)
+        {
+            lim.Cur = lim.Max;
+            Libc.setrlimit(RLIMIT_NOFILE, &lim);
+        }
     }
 
     static void Report(int statusFd, string message)

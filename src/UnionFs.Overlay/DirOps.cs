@@ -119,7 +119,7 @@ public sealed unsafe partial class OverlayFileSystem
             Kind.Dir => Libc.mkdirat(dirFd, nameZ, mode & 0xFFF),
             Kind.Symlink => Libc.symlinkat(target, dirFd, nameZ),
             Kind.Node => Libc.mknodat(dirFd, nameZ, mode, rdev),
-            _ => fileFd = Libc.openat(dirFd, nameZ, (openFlags & ~Libc.O_EXCL) | Libc.O_CREAT | Libc.O_EXCL | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, mode & 0xFFF),
+            _ => fileFd = Libc.openat(dirFd, nameZ, (openFlags & ~(Libc.O_EXCL | Libc.O_DIRECT)) | Libc.O_CREAT | Libc.O_EXCL | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, mode & 0xFFF),
         };
         if (r < 0) return Errno.Last;
         int e = 0;

@@ -31,7 +31,9 @@ public sealed unsafe partial class OverlayFileSystem
     /// <summary>Opens a node's object for I/O (never following a symlink out of the layer); -errno on failure.</summary>
     int OpenObject(Node n, int flags)
     {
-        flags |= Libc.O_NOFOLLOW | Libc.O_CLOEXEC;
+        // O_DIRECT stays at the FUSE level: the kernel bypasses its page cache for the caller, while the daemon's
+        // reply buffers (data after a 16-byte header) could never meet an O_DIRECT descriptor's alignment.
+        flags = (flags & ~Libc.O_DIRECT) | Libc.O_NOFOLLOW | Libc.O_CLOEXEC;
         int fd;
         if (n.UnlinkedFd >= 0)
         {

@@ -165,7 +165,9 @@ public sealed class Pusher(EngineContext ctx, RegistryOptions opts, TextWriter o
         }
         catch (OperationCanceledException e) when (watchdog.Fired)
         {
-            throw new RegistryException($"registry {client.Registry}: upload of blob {b.Digest} stalled: no progress for {opts.IdleTimeout.TotalSeconds:0}s after {hashing.BytesRead} of {b.Size} bytes", e);
+            throw new RegistryException(hashing.BytesRead == b.Size
+                ? $"registry {client.Registry}: upload of blob {b.Digest}: all {b.Size} bytes sent, but no answer within {opts.IdleTimeout.TotalSeconds:0}s"
+                : $"registry {client.Registry}: upload of blob {b.Digest} stalled: no progress for {opts.IdleTimeout.TotalSeconds:0}s after {hashing.BytesRead} of {b.Size} bytes", e);
         }
         catch (RegistryException e) when (e.InnerException is HttpRequestException or IOException && !ct.IsCancellationRequested)
         {

@@ -223,7 +223,8 @@ public sealed unsafe class LoopbackFileSystem : IFuseFileSystem, IDisposable
     {
         if (Get(node) is not { } n) return Errno.ESTALE;
         byte* path = stackalloc byte[32];
-        int fd = Libc.openat(Libc.AT_FDCWD, FsUtil.ProcFdPath(n.Fd, path), (flags & ~Libc.O_NOFOLLOW) | Libc.O_CLOEXEC, 0);
+        // O_DIRECT stays at the FUSE level: reply buffers are not aligned for an O_DIRECT backing descriptor.
+        int fd = Libc.openat(Libc.AT_FDCWD, FsUtil.ProcFdPath(n.Fd, path), (flags & ~(Libc.O_NOFOLLOW | Libc.O_DIRECT)) | Libc.O_CLOEXEC, 0);
         if (fd < 0) return Errno.Last;
         open.Fh = (ulong)fd;
         return 0;
@@ -233,7 +234,7 @@ public sealed unsafe class LoopbackFileSystem : IFuseFileSystem, IDisposable
     {
         if (Get(parent) is not { } p) return Errno.ESTALE;
         int fd;
-        fixed (byte* n = name) fd = Libc.openat(p.Fd, n, flags | Libc.O_CREAT | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, mode);
+        fixed (byte* n = name) fd = Libc.openat(p.Fd, n, (flags & ~Libc.O_DIRECT) | Libc.O_CREAT | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, mode);
         if (fd < 0) return Errno.Last;
         int e = Chown(p, name, ctx);
         if (e == 0) e = MakeEntry(p, name, ref entry);
