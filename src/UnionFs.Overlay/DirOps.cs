@@ -20,33 +20,45 @@ public sealed unsafe partial class OverlayFileSystem
         public Statx Stat;
     }
 
+    /// <summary>
+    /// One pass over the layers answers two questions: what the merged view shows at the name (the search stops at
+    /// the first object or whiteout), and whether the first lower layer below the upper that mentions the name has a
+    /// real object there (then removing the name needs a whiteout, and a directory arriving there must be opaque).
+    /// </summary>
     int Probe(Node parent, byte* nameZ, ReadOnlySpan<byte> name, out NameState s)
     {
         s = default;
+        s.TopLayer = -1;
         var dirs = parent.Dirs;
-        int top = FindTop(dirs, 0, nameZ, name, out s.Stat);
-        if (top < 0 && top != -Errno.ENOENT) return -top;
-        s.Exists = top >= 0;
-        s.TopLayer = top >= 0 ? dirs[top].Layer : -1;
-        int first = 0;
-        if (HasUpper && dirs.Length > 0 && dirs[0].Layer == 0)
+        bool upper = HasUpper && dirs.Length > 0 && dirs[0].Layer == 0;
+        bool mergedDone = false, lowerDone = dirs.Length <= (upper ? 1 : 0);
+        Statx st;
+        for (int i = 0; i < dirs.Length && !(mergedDone && lowerDone); i++)
         {
-            first = 1;
-            Statx u;
-            if (Libc.statx(dirs[0].Fd, nameZ, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &u) == 0)
-                s.UpperWhiteout = u.IsWhiteoutDevice;
-            else if (dirs[0].AufsMarkers != 1 && Markers.HasAufsWhiteout(dirs[0].Fd, name))
-                s.UpperAufsWhiteout = true;
-        }
-        for (int i = first; i < dirs.Length; i++)
-        {
-            Statx l;
-            if (Libc.statx(dirs[i].Fd, nameZ, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &l) == 0)
+            bool isUpper = upper && i == 0;
+            if (Libc.statx(dirs[i].Fd, nameZ, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st) == 0)
             {
-                if (!l.IsWhiteoutDevice) s.LowerHasName = true;
+                bool whiteout = st.IsWhiteoutDevice;
+                if (!mergedDone)
+                {
+                    if (!whiteout) { s.Exists = true; s.TopLayer = dirs[i].Layer; s.Stat = st; }
+                    mergedDone = true;
+                }
+                if (isUpper) s.UpperWhiteout = whiteout;
+                else if (!lowerDone) { s.LowerHasName = !whiteout; lowerDone = true; }
+                continue;
+            }
+            int e = Errno.Last;
+            if (e != Errno.ENOENT)
+            {
+                if (!mergedDone) return e;
                 break;
             }
-            if (Errno.Last != Errno.ENOENT || HasAufsWhiteout(dirs[i], name)) break;
+            bool aufs = isUpper ? dirs[0].AufsMarkers != 1 && Markers.HasAufsWhiteout(dirs[0].Fd, name) : HasAufsWhiteout(dirs[i], name);
+            if (!aufs) continue;
+            mergedDone = true;
+            if (isUpper) s.UpperAufsWhiteout = true;
+            else lowerDone = true;
         }
         return 0;
     }
