@@ -13,8 +13,9 @@ public sealed unsafe partial class OverlayFileSystem
         if (_nodes.Get(node) is not { } n) return Errno.ESTALE;
         int e;
         Statx st;
-        if (hasFh && !n.IsDir) e = FsUtil.Err(Libc.statx((int)fh, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &st));
-        else e = StatNode(n, out st);
+        // Not the handle's descriptor: a handle opened before a copy-up still points at the lower file, and its
+        // size would shrink the kernel's idea of a file that has grown in the upper since.
+        e = StatNode(n, out st);
         if (e != 0) return e;
         attr.AttrValid = _entryTimeout;
         attr.AttrValidNsec = _entryTimeoutNsec;
