@@ -923,6 +923,10 @@ for k in range(64): open(sys.argv[1] + '/lf%d' % k, 'wb').write(bytes(((k*7+i)&0
 # overlayfs (the model), per-op errno and final tree compared; failures are shrunk and
 # printed as JSON; MODEL_RECORD=1 appends them to model-regressions.txt (replayed first)
 
+# The short run (make test, CI) replays the recorded regressions and one fixed seed, so it is repeatable;
+# LONG=1 explores new random sequences.
+model_seed() { if long; then echo $RANDOM; else echo 20261128; fi; }
+
 tc_trust_model_vs_kernel() {
     grep -qw overlay /proc/filesystems || modprobe overlay || fail "kernel overlayfs not available"
     local seqs=40 len=120 shrink=20 maxf=2
@@ -930,7 +934,7 @@ tc_trust_model_vs_kernel() {
     local record=(--no-record)
     [ "${MODEL_RECORD:-0}" = 1 ] && record=()
     CMD_TIMEOUT=$((CMD_TIMEOUT * 10)) x python3 "$NT_DIR/model.py" --unionfs "$UNIONFS" --dir "$T/model" \
-        --seqs "$seqs" --len "$len" --seed "${MODEL_SEED:-$RANDOM}" --regressions "$NT_DIR/model-regressions.txt" \
+        --seqs "$seqs" --len "$len" --seed "${MODEL_SEED:-$(model_seed)}" --regressions "$NT_DIR/model-regressions.txt" \
         --shrink-seconds "$shrink" --max-failures "$maxf" "${record[@]}" >&2 ||
         fail "model-based test found differences between unionfs and kernel overlayfs (shrunk sequences in the log)"
 }

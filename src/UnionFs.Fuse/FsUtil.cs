@@ -57,6 +57,37 @@ public static unsafe class FsUtil
     public static bool IsDotOrDotDot(ReadOnlySpan<byte> name) =>
         (name.Length == 1 && name[0] == '.') || (name.Length == 2 && name[0] == '.' && name[1] == '.');
 
+    /// <summary>pread until <paramref name="buffer"/> is full or end of file: a short READ reply means EOF to the kernel.</summary>
+    public static int ReadFull(int fd, long offset, Span<byte> buffer, out int bytesRead)
+    {
+        bytesRead = 0;
+        fixed (byte* b = buffer)
+        {
+            while (bytesRead < buffer.Length)
+            {
+                nint r = Libc.pread(fd, b + bytesRead, buffer.Length - bytesRead, offset + bytesRead);
+                if (r < 0) { if (Errno.Last == Errno.EINTR) continue; return Errno.Last; }
+                if (r == 0) break;
+                bytesRead += (int)r;
+            }
+        }
+        return 0;
+    }
+
+    /// <summary>One pwrite, retried on EINTR; the count written goes back to the kernel.</summary>
+    public static int WriteAt(int fd, long offset, ReadOnlySpan<byte> data, out int written)
+    {
+        written = 0;
+        fixed (byte* b = data)
+        {
+            nint r;
+            do r = Libc.pwrite(fd, b, data.Length, offset); while (r < 0 && Errno.Last == Errno.EINTR);
+            if (r < 0) return Errno.Last;
+            written = (int)r;
+        }
+        return 0;
+    }
+
     public static int Err(int result) => result < 0 ? Errno.Last : 0;
     public static int Err(nint result) => result < 0 ? Errno.Last : 0;
 }

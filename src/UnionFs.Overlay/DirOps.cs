@@ -499,11 +499,13 @@ public sealed unsafe partial class OverlayFileSystem
         }
         if (to.UpperAufsWhiteout) RemoveAufsWhiteout(npfd, newName);
 
+        uint dstLinks = 0;
         if (dst is not null)
         {
             // Before the name is taken over: an open or multiply linked target keeps a descriptor of its own.
             Statx st = default;
             if (!dst.IsDir) StatNode(dst, out st);
+            dstLinks = st.NLink;
             KeepIfStillReachable(dst, newParent, newName, st);
         }
 
@@ -525,7 +527,8 @@ public sealed unsafe partial class OverlayFileSystem
         }
         else if (Libc.renameat2(pfd, nameZ, npfd, newNameZ, 0) < 0) return Errno.Last;
 
-        if (dst is not null) _nodes.Detach(dst);
+        // A target with other hard links lives on under them; only its replaced name is gone.
+        if (dst is not null && (dst.IsDir || dstLinks <= 1)) _nodes.Detach(dst);
         _nodes.Reparent(src, newParent, Node.MakeNameZ(newName), 0);
         MarkImpure(newParent);
         return 0;

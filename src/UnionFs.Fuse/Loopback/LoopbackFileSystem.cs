@@ -266,35 +266,11 @@ public sealed unsafe class LoopbackFileSystem : IFuseFileSystem, IDisposable
         return 0;
     }
 
-    public int Read(in RequestContext ctx, ulong node, ulong fh, long offset, Span<byte> buffer, out int bytesRead)
-    {
-        bytesRead = 0;
-        fixed (byte* b = buffer)
-        {
-            int total = 0;
-            while (total < buffer.Length)
-            {
-                nint r = Libc.pread((int)fh, b + total, buffer.Length - total, offset + total);
-                if (r < 0) { if (Errno.Last == Errno.EINTR) continue; return Errno.Last; }
-                if (r == 0) break;
-                total += (int)r;
-            }
-            bytesRead = total;
-        }
-        return 0;
-    }
+    public int Read(in RequestContext ctx, ulong node, ulong fh, long offset, Span<byte> buffer, out int bytesRead) =>
+        FsUtil.ReadFull((int)fh, offset, buffer, out bytesRead);
 
-    public int Write(in RequestContext ctx, ulong node, ulong fh, long offset, ReadOnlySpan<byte> data, uint writeFlags, out int written)
-    {
-        written = 0;
-        fixed (byte* b = data)
-        {
-            nint r = Libc.pwrite((int)fh, b, data.Length, offset);
-            if (r < 0) return Errno.Last;
-            written = (int)r;
-        }
-        return 0;
-    }
+    public int Write(in RequestContext ctx, ulong node, ulong fh, long offset, ReadOnlySpan<byte> data, uint writeFlags, out int written) =>
+        FsUtil.WriteAt((int)fh, offset, data, out written);
 
     public int Release(in RequestContext ctx, ulong node, ulong fh, int flags) => FsUtil.Err(Libc.close((int)fh));
     public int Fsync(in RequestContext ctx, ulong node, ulong fh, bool dataOnly) =>
