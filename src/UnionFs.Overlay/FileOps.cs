@@ -20,12 +20,15 @@ public sealed unsafe partial class OverlayFileSystem
             int e = CopyUpFile(n, (flags & Libc.O_TRUNC) != 0 ? CopyUpMode.Empty : CopyUpMode.Data);
             if (e != 0) return e;
         }
+        bool lowerData = n.Layer != 0 || (n.Metacopy && (flags & Libc.O_ACCMODE) == Libc.O_RDONLY);
         int fd = OpenObject(n, flags & ~(Libc.O_CREAT | Libc.O_EXCL | Libc.O_NOCTTY));
         // The name went away (or became a whiteout) after the kernel looked it up: ESTALE makes the kernel
         // look the path up again, as a local filesystem would have resolved it after the change.
         if (fd is -Errno.ENOENT or -Errno.ENXIO) return Errno.ESTALE;
         if (fd < 0) return -fd;
-        return Opened(n, fd, ref open);
+        int e2 = Opened(n, fd, ref open);
+        if (lowerData && (open.Fh & PassthroughHandle) == 0) open.Fh |= LowerHandle;
+        return e2;
     }
 
     /// <summary>Opens a node's object for I/O (never following a symlink out of the layer); -errno on failure.</summary>
@@ -54,6 +57,8 @@ public sealed unsafe partial class OverlayFileSystem
     /// <summary>Bit 32 of a file handle marks an open that holds a reference to the node's passthrough backing id;
     /// the low 32 bits are the backing descriptor.</summary>
     const ulong PassthroughHandle = 1UL << 32;
+    /// <summary>Bit 33: the handle was opened on a lower file (data not yet in the upper).</summary>
+    const ulong LowerHandle = 1UL << 33;
 
     /// <summary>
     /// Finishes an open. Where the kernel offers FUSE passthrough, reads, writes and mmap of the file go straight
@@ -127,8 +132,19 @@ public sealed unsafe partial class OverlayFileSystem
         return 0;
     }
 
-    public int Read(in RequestContext ctx, ulong node, ulong fh, long offset, Span<byte> buffer, out int bytesRead) =>
-        FsUtil.ReadFull((int)fh, offset, buffer, out bytesRead);
+    public int Read(in RequestContext ctx, ulong node, ulong fh, long offset, Span<byte> buffer, out int bytesRead)
+    {
+        // A handle opened on a lower file that has since been copied up must read the copy: the kernel keeps one
+        // page cache and one size per inode, and a short read from the old file would shrink the file's size.
+        if ((fh & LowerHandle) != 0 && _nodes.Get(node) is { Layer: 0, Metacopy: false } copied)
+        {
+            int fd = OpenObject(copied, Libc.O_RDONLY);
+            if (fd >= 0)
+                try { return FsUtil.ReadFull(fd, offset, buffer, out bytesRead); }
+                finally { Libc.close(fd); }
+        }
+        return FsUtil.ReadFull((int)fh, offset, buffer, out bytesRead);
+    }
 
     public int Write(in RequestContext ctx, ulong node, ulong fh, long offset, ReadOnlySpan<byte> data, uint writeFlags, out int written) =>
         FsUtil.WriteAt((int)fh, offset, data, out written);
