@@ -85,30 +85,7 @@ public sealed class Puller(EngineContext ctx, RegistryOptions opts, TextWriter o
         {
             var board = new ProgressBoard();
             var bars = fetch.Select(d => board.Add("Downloading " + Digest.Short(d.Digest!), d.Size)).ToList();
-            using var gate = new SemaphoreSlim(Math.Max(1, opts.Parallel));
-            using var failed = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            Exception? firstError = null;
-            var tasks = fetch.Select((d, i) => Task.Run(async () =>
-            {
-                await gate.WaitAsync(failed.Token);
-                try { await Download(client, repo, d, bars[i], failed.Token); }
-                catch (Exception e)
-                {
-                    // Remember the failure that started it, not the cancellations it causes in the other transfers.
-                    if (!failed.IsCancellationRequested) Interlocked.CompareExchange(ref firstError, e, null);
-                    failed.Cancel();
-                    throw;
-                }
-                finally { gate.Release(); }
-            })).ToList();
-            try { await Task.WhenAll(tasks); }
-            catch
-            {
-                var errors = tasks.Where(t => t.IsFaulted).SelectMany(t => t.Exception!.InnerExceptions).ToList();
-                var first = firstError ?? errors.FirstOrDefault(e => e is not OperationCanceledException) ?? errors.FirstOrDefault();
-                if (first is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(first).Throw();
-                throw;
-            }
+            await ParallelTransfers.RunAll(fetch, opts.Parallel, ct, (d, i, token) => Download(client, repo, d, bars[i], token));
         }
 
         // Unpack, bottom up; nothing below is visible as an image until the final transaction.

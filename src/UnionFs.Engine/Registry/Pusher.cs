@@ -94,49 +94,26 @@ public sealed class Pusher(EngineContext ctx, RegistryOptions opts, TextWriter o
         var status = new string[blobs.Count];
         var sources = blobs.Select(b => S.BlobSources(b.Digest, r.Registry).Where(s => s != repo).ToList()).ToList();
         var board = new ProgressBoard();
-        using var gate = new SemaphoreSlim(Math.Max(1, opts.Parallel));
-        using var failed = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        Exception? firstError = null;
         int pushed = 0, existed = 0, mounted = 0;
-        var tasks = blobs.Select((b, i) => Task.Run(async () =>
+        await ParallelTransfers.RunAll(blobs, opts.Parallel, ct, async (b, i, token) =>
         {
-            await gate.WaitAsync(failed.Token);
-            try
+            var have = await client.HeadBlobAsync(repo, b.Digest, [RegistryClient.PushScope(repo)], token);
+            if (have is not null && (have < 0 || have == b.Size)) { status[i] = "already exists"; Interlocked.Increment(ref existed); return; }
+            Uri? upload = null;
+            foreach (var from in sources[i])
             {
-                var have = await client.HeadBlobAsync(repo, b.Digest, [RegistryClient.PushScope(repo)], failed.Token);
-                if (have is not null && (have < 0 || have == b.Size)) { status[i] = "already exists"; Interlocked.Increment(ref existed); return; }
-                Uri? upload = null;
-                foreach (var from in sources[i])
-                {
-                    var (ok, session) = await client.MountBlobAsync(repo, b.Digest, from, failed.Token);
-                    if (ok) { status[i] = $"mounted from {from}"; Interlocked.Increment(ref mounted); return; }
-                    upload = session;
-                    break; // the registry opened an upload session instead; use it
-                }
-                upload ??= await client.StartUploadAsync(repo, failed.Token);
-                var bar = board.Add((b.IsConfig ? "Pushing config " : "Pushing ") + Digest.Short(b.Digest), b.Size);
-                await Upload(client, repo, upload, b, config, bar, failed.Token);
-                bar.Finish("pushed");
-                status[i] = "pushed";
-                Interlocked.Increment(ref pushed);
+                var (ok, session) = await client.MountBlobAsync(repo, b.Digest, from, token);
+                if (ok) { status[i] = $"mounted from {from}"; Interlocked.Increment(ref mounted); return; }
+                upload = session;
+                break; // the registry opened an upload session instead; use it
             }
-            catch (Exception e)
-            {
-                // Remember the failure that started it, not the cancellations it causes in the other transfers.
-                if (!failed.IsCancellationRequested) Interlocked.CompareExchange(ref firstError, e, null);
-                failed.Cancel();
-                throw;
-            }
-            finally { gate.Release(); }
-        })).ToList();
-        try { await Task.WhenAll(tasks); }
-        catch
-        {
-            var errors = tasks.Where(t => t.IsFaulted).SelectMany(t => t.Exception!.InnerExceptions).ToList();
-            var first = firstError ?? errors.FirstOrDefault(e => e is not OperationCanceledException) ?? errors.FirstOrDefault();
-            if (first is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(first).Throw();
-            throw;
-        }
+            upload ??= await client.StartUploadAsync(repo, token);
+            var bar = board.Add((b.IsConfig ? "Pushing config " : "Pushing ") + Digest.Short(b.Digest), b.Size);
+            await Upload(client, repo, upload, b, config, bar, token);
+            bar.Finish("pushed");
+            status[i] = "pushed";
+            Interlocked.Increment(ref pushed);
+        });
         for (int i = 0; i < blobs.Count; i++)
             output.WriteLine($"{(blobs[i].IsConfig ? "Config" : "Layer")} {Digest.Short(blobs[i].Digest)}: {status[i]}");
 
