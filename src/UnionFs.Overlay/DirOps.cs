@@ -207,9 +207,9 @@ public sealed unsafe partial class OverlayFileSystem
         }
         e = Created(e, p, name, ref entry);
         // Another process removed the new name already: the caller still gets its file, as from a local fs.
-        if (e == Errno.ENOENT && fd >= 0) return OpenedUnnamed(p, fd, ref entry, ref open);
+        if (e == Errno.ENOENT && fd >= 0) return OpenedUnnamed(p, fd, flags, ref entry, ref open);
         if (e != 0) { if (fd >= 0) Libc.close(fd); return e; }
-        return Opened(_nodes.Get(entry.NodeId)!, fd, ref open);
+        return Opened(_nodes.Get(entry.NodeId)!, fd, flags, lowerData: false, ref open);
     }
 
     public int Link(in RequestContext ctx, ulong node, ulong newParent, ReadOnlySpan<byte> newName, ref EntryOut entry)

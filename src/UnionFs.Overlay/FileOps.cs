@@ -26,7 +26,7 @@ public sealed unsafe partial class OverlayFileSystem
         // look the path up again, as a local filesystem would have resolved it after the change.
         if (fd is -Errno.ENOENT or -Errno.ENXIO) return Errno.ESTALE;
         if (fd < 0) return -fd;
-        int e2 = Opened(n, fd, ref open);
+        int e2 = Opened(n, fd, flags, lowerData, ref open);
         if (lowerData && (open.Fh & PassthroughHandle) == 0) open.Fh |= LowerHandle;
         return e2;
     }
@@ -59,62 +59,75 @@ public sealed unsafe partial class OverlayFileSystem
     const ulong PassthroughHandle = 1UL << 32;
     /// <summary>Bit 33: the handle was opened on a lower file (data not yet in the upper).</summary>
     const ulong LowerHandle = 1UL << 33;
+    /// <summary>Bit 34: a page-cache open counted in <see cref="Node.CachedOpens"/> (passthrough mounts only).</summary>
+    const ulong CachedHandle = 1UL << 34;
 
     /// <summary>
-    /// Finishes an open. Where the kernel offers FUSE passthrough, reads, writes and mmap of the file go straight
-    /// to the backing file without a round trip through this daemon. The kernel allows one backing file per inode
-    /// at a time: the first open registers it, later opens of the same file share it, the last release closes it.
-    /// An open that needs a different backing file while one is registered (a write after copy-up, with a reader
-    /// still on the lower file) is served by the daemon with direct I/O. Known limit: a shared writable mmap of such
-    /// an open would map the registered (lower) file; it lasts only while the older reader keeps the file open.
+    /// Finishes an open: chooses how the kernel does the file's I/O. The kernel keeps one I/O mode per inode:
+    /// while any open uses the page cache it refuses passthrough opens, and while any passthrough open exists it
+    /// refuses page-cache opens and passthrough opens of another backing file (the open fails with EIO). So:
+    /// <list type="bullet">
+    /// <item>Files whose data is still in a lower layer use the page cache: a passthrough reader of the lower file
+    /// would pin the inode to it, and a writer that copies the file up could then not be given the copy.</item>
+    /// <item>Files whose data is in the upper use passthrough (one backing id per inode, shared by its opens,
+    /// closed after the last release) when the kernel offers it, unless page-cache opens of the inode still
+    /// exist (a reader from before the copy-up): then they too use the page cache until those are closed.</item>
+    /// </list>
+    /// Once a file's data is in the upper it stays there, so its backing file never changes.
     /// </summary>
-    int Opened(Node n, int fd, ref OpenOut open)
+    int Opened(Node n, int fd, int flags, bool lowerData, ref OpenOut open)
     {
         Interlocked.Increment(ref n.OpenCount);
         open.Fh = (ulong)(uint)fd;
-        if (_passthrough)
+        // Writes reach the layer before they are answered, so close(2) has nothing to flush: NoFlush saves a request.
+        if (!_passthrough)
         {
-            lock (n.CopyUpLock)
+            // Layers change only through this mount, so the page cache stays valid across opens.
+            open.OpenFlags = OpenFlags.KeepCache | OpenFlags.NoFlush;
+            return 0;
+        }
+        lock (n.CopyUpLock)
+        {
+            if (n.BackingRefs == 0 && n.CachedOpens == 0 && !lowerData) RegisterBacking(n, fd, flags);
+            if (n.BackingId > 0)
             {
-                var identity = BackingIdentity(fd);
-                if (n.BackingRefs == 0)
-                {
-                    int id = _session!.OpenBacking(fd);
-                    if (id > 0) { n.BackingId = id; n.BackingDev = identity; }
-                    else
-                    {
-                        _log.LogWarning("passthrough: registering the backing file failed: {Error}", Errno.Describe(-id));
-                        if (id is -Errno.EPERM or -Errno.EOPNOTSUPP or -Errno.ELOOP or -Errno.ENOTTY)
-                            _passthrough = false; // not usable on this mount: the daemon serves data from now on
-                    }
-                }
-                if (n.BackingId > 0)
-                {
-                    // While an inode has a backing file, the kernel accepts only passthrough opens of that same
-                    // backing file. An open of another file (a writer after copy-up, while a reader still holds
-                    // the lower file) therefore names the registered backing id but asks for direct I/O, so its
-                    // reads and writes come to the daemon and reach the right file.
-                    n.BackingRefs++;
-                    open.Fh |= PassthroughHandle;
-                    open.OpenFlags = n.BackingDev == identity ? OpenFlags.Passthrough : OpenFlags.Passthrough | OpenFlags.DirectIo;
-                    open.BackingId = n.BackingId;
-                    return 0;
-                }
-                // Cached (page-cache) I/O cannot coexist with passthrough opens of the inode, direct I/O can.
-                open.OpenFlags = OpenFlags.DirectIo;
+                // Also for a reader that opened the lower file just before a copy-up: the backing file is the copy.
+                n.BackingRefs++;
+                open.Fh |= PassthroughHandle;
+                open.OpenFlags = OpenFlags.Passthrough | OpenFlags.NoFlush;
+                open.BackingId = n.BackingId;
                 return 0;
             }
+            n.CachedOpens++;
+            open.Fh |= CachedHandle;
+            // Writes through passthrough bypassed the page cache: let the kernel drop what it holds of the file.
+            open.OpenFlags = OpenFlags.NoFlush | (n.PageCacheStale ? 0 : OpenFlags.KeepCache);
+            n.PageCacheStale = false;
+            return 0;
         }
-        // Layers change only through this mount, so the page cache stays valid across opens.
-        open.OpenFlags = OpenFlags.KeepCache;
-        return 0;
     }
 
-    static (ulong, ulong) BackingIdentity(int fd)
+    /// <summary>
+    /// Registers the node's backing file. Every later passthrough open of the inode shares it, whatever its own access
+    /// mode, so the backing file is always open for reading and writing: a descriptor opened otherwise is reopened.
+    /// A file that cannot be opened so (append-only, say) gets no backing file and uses the page cache.
+    /// Caller holds the node's CopyUpLock.
+    /// </summary>
+    void RegisterBacking(Node n, int fd, int flags)
     {
-        Statx st;
-        Libc.statx(fd, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &st);
-        return (st.Dev, st.Ino);
+        int backingFd = fd;
+        if ((flags & (Libc.O_ACCMODE | Libc.O_APPEND)) != Libc.O_RDWR)
+        {
+            byte* path = stackalloc byte[32];
+            backingFd = Libc.openat(Libc.AT_FDCWD, FsUtil.ProcFdPath(fd, path), Libc.O_RDWR | Libc.O_CLOEXEC, 0);
+            if (backingFd < 0) return;
+        }
+        int id = _session!.OpenBacking(backingFd);
+        if (backingFd != fd) Libc.close(backingFd); // the kernel holds its own reference
+        if (id > 0) { n.BackingId = id; n.PageCacheStale = true; return; }
+        _log.LogWarning("passthrough: registering the backing file of node {Node} failed: {Error}", n.Id, Errno.Describe(-id));
+        if (id is -Errno.EPERM or -Errno.EOPNOTSUPP or -Errno.ELOOP or -Errno.ENOTTY)
+            _passthrough = false; // not usable on this mount: the daemon serves data from now on
     }
 
     public int Release(in RequestContext ctx, ulong node, ulong fh, int flags)
@@ -122,13 +135,16 @@ public sealed unsafe partial class OverlayFileSystem
         Libc.close((int)fh);
         if (_nodes.Get(node) is not { } n) return 0;
         Interlocked.Decrement(ref n.OpenCount);
-        if ((fh & PassthroughHandle) != 0)
+        if ((fh & (PassthroughHandle | CachedHandle)) != 0)
             lock (n.CopyUpLock)
-                if (--n.BackingRefs == 0 && n.BackingId > 0)
+            {
+                if ((fh & CachedHandle) != 0) n.CachedOpens--;
+                else if (--n.BackingRefs == 0 && n.BackingId > 0)
                 {
                     _session!.CloseBacking(n.BackingId);
                     n.BackingId = 0;
                 }
+            }
         return 0;
     }
 
@@ -196,11 +212,11 @@ public sealed unsafe partial class OverlayFileSystem
         int fd = Libc.openat(pfd, DotZ, (flags & ~Libc.O_CREAT) | Libc.O_TMPFILE | Libc.O_CLOEXEC, mode & 0xFFF);
         if (fd < 0) return Errno.Last;
         if (_asRoot) Libc.fchown(fd, HostUid(ctx.Uid), HostGid(ctx.Gid));
-        return OpenedUnnamed(p, fd, ref entry, ref open);
+        return OpenedUnnamed(p, fd, flags, ref entry, ref open);
     }
 
     /// <summary>A node for an open file that has no name (O_TMPFILE, or created and removed at once by others).</summary>
-    int OpenedUnnamed(Node parent, int fd, ref EntryOut entry, ref OpenOut open)
+    int OpenedUnnamed(Node parent, int fd, int flags, ref EntryOut entry, ref OpenOut open)
     {
         Statx st;
         Libc.statx(fd, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &st);
@@ -211,7 +227,7 @@ public sealed unsafe partial class OverlayFileSystem
         node.UnlinkedFd = OpenProcPath(fd); // an unnamed file is reached only through its descriptor
         node = _nodes.AddOrAcquire(node, parent);
         FillEntry(node, st, ref entry);
-        return Opened(node, fd, ref open);
+        return Opened(node, fd, flags, lowerData: false, ref open);
     }
 
     static int OpenProcPath(int fd)

@@ -84,10 +84,11 @@ public sealed class Node
 
     /// <summary>Open handles, and a descriptor of the object kept while any is open (for unlinked nodes).</summary>
     public int OpenCount;
-    /// <summary>Passthrough: the kernel's backing id, the opens sharing it, and which file it is (st_dev, st_ino).
+    /// <summary>Passthrough: the kernel's backing id and the opens sharing it; the opens that use the page cache
+    /// instead; and whether passthrough writes may have left the page cache behind the file.
     /// Guarded by <see cref="CopyUpLock"/>.</summary>
-    public int BackingId, BackingRefs;
-    public (ulong, ulong) BackingDev;
+    public int BackingId, BackingRefs, CachedOpens;
+    public bool PageCacheStale;
     public readonly Lock CopyUpLock = new();
 
     /// <summary>The descriptor of this directory in <paramref name="layer"/>, or -1.</summary>

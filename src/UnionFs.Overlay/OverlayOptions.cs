@@ -33,10 +33,9 @@ public sealed class OverlayOptions
     public uint? SquashUid { get; set; }
     public uint? SquashGid { get; set; }
     public int Workers { get; set; } = 4;
-    /// <summary>FUSE passthrough for file data (passthrough=1). Off by default: while a reader holds a lower file
-    /// through passthrough, a writer that copies it up can only be given the lower backing file, which a shared
-    /// writable mmap would then modify (see FileOps.Opened).</summary>
-    public bool Passthrough { get; set; }
+    /// <summary>FUSE passthrough for the data of upper files, where the kernel offers it and the daemon runs as root
+    /// (passthrough=0 turns it off; see FileOps.Opened for which opens use it).</summary>
+    public bool Passthrough { get; set; } = true;
     public string? FsName { get; set; }
 
     public bool Writable => UpperDir is not null && !ReadOnly;
