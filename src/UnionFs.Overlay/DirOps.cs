@@ -313,6 +313,16 @@ public sealed unsafe partial class OverlayFileSystem
     {
         fixed (byte* tmp = TempName())
         {
+            // A whiteout made beside the object, then swapped with it: the name never shows the lower object.
+            if (!_aufsWhiteouts && LinkSharedWhiteout(_workFd, tmp) == 0)
+            {
+                if (Libc.renameat2(_workFd, tmp, pfd, nameZ, Libc.RENAME_EXCHANGE) == 0)
+                {
+                    RemoveTreeAt(_workFd, tmp);
+                    return 0;
+                }
+                Libc.unlinkat(_workFd, tmp, 0);
+            }
             if (!_aufsWhiteouts && Libc.renameat2(pfd, nameZ, _workFd, tmp, Libc.RENAME_WHITEOUT) == 0)
             {
                 RemoveTreeAt(_workFd, tmp);
@@ -332,8 +342,10 @@ public sealed unsafe partial class OverlayFileSystem
     {
         if (!_aufsWhiteouts)
         {
+            int e = LinkSharedWhiteout(pfd, nameZ);
+            if (e is 0 or Errno.EEXIST or Errno.ENOENT or Errno.ENOSPC) return e;
             if (Libc.mknodat(pfd, nameZ, Libc.S_IFCHR, 0) == 0) return 0;
-            int e = Errno.Last;
+            e = Errno.Last;
             if (e is not (Errno.EPERM or Errno.EOPNOTSUPP)) return e;
             _aufsWhiteouts = true;
         }
@@ -346,6 +358,32 @@ public sealed unsafe partial class OverlayFileSystem
         Libc.close(fd);
         return 0;
     }
+
+    /// <summary>
+    /// Whiteouts are hard links of one char 0/0 inode kept in the work directory, as overlayfs makes them: a link
+    /// allocates no inode, which is most of what a whiteout costs on a large filesystem. A full link count gets a
+    /// fresh shared inode. Returns 0 or an errno; EPERM or EXDEV (no links here) turns the scheme off, and the
+    /// caller makes a whiteout of its own. Caller holds <see cref="_ns"/>.
+    /// </summary>
+    int LinkSharedWhiteout(int dirFd, byte* nameZ)
+    {
+        if (_noSharedWhiteout) return Errno.EPERM;
+        fixed (byte* shared = SharedWhiteoutName)
+            for (int attempt = 0; ; attempt++)
+            {
+                if (Libc.linkat(_workFd, shared, dirFd, nameZ, 0) == 0) return 0;
+                int e = Errno.Last;
+                if (e is Errno.EPERM or Errno.EXDEV or Errno.EOPNOTSUPP) { _noSharedWhiteout = true; return e; }
+                if (e is not (Errno.ENOENT or Errno.EMLINK) || attempt > 0) return e;
+                fixed (byte* tmp = TempName())
+                {
+                    if (Libc.mknodat(_workFd, tmp, Libc.S_IFCHR, 0) < 0) { e = Errno.Last; _noSharedWhiteout = e is Errno.EPERM; return e; }
+                    if (Libc.renameat2(_workFd, tmp, _workFd, shared, 0) < 0) { e = Errno.Last; Libc.unlinkat(_workFd, tmp, 0); return e; }
+                }
+            }
+    }
+
+    static readonly byte[] SharedWhiteoutName = "whiteout\0"u8.ToArray();
 
     int RemoveAufsWhiteout(int pfd, ReadOnlySpan<byte> name)
     {

@@ -30,6 +30,7 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
     bool _passthrough;
     /// <summary>mknod of char 0/0 failed once (no privilege): write ".wh.NAME" files from then on.</summary>
     bool _aufsWhiteouts;
+    bool _noSharedWhiteout;
     long _tempCounter;
 
     public static readonly byte* Empty = (byte*)System.Runtime.InteropServices.NativeMemory.AllocZeroed(8);
