@@ -100,12 +100,22 @@ public sealed unsafe partial class OverlayFileSystem
         size = 0;
         if (_nodes.Get(node) is not { } n) return Errno.ESTALE;
         if (Markers.IsPrivateXattr(name)) return Errno.ENODATA;
+        // The kernel asks for security.capability before every write and chown: answer from memory once known.
+        bool capability = name.SequenceEqual("security.capability"u8);
+        if (capability && n.NoCapability) return Errno.ENODATA;
+        int xattrChanges = n.XattrChanges;
         byte* path = stackalloc byte[Markers.PathBufferSize];
         bool follow = XattrPath(n, path);
         fixed (byte* nm = name) fixed (byte* v = value)
         {
             nint r = follow ? Libc.getxattr(path, nm, v, value.Length) : Libc.lgetxattr(path, nm, v, value.Length);
-            if (r < 0) return Errno.Last;
+            if (r < 0)
+            {
+                int e = Errno.Last;
+                if (capability && e == Errno.ENODATA)
+                    lock (n.CopyUpLock) n.NoCapability = n.XattrChanges == xattrChanges; // no set raced with us
+                return e;
+            }
             size = (int)r;
         }
         return 0;
@@ -155,7 +165,9 @@ public sealed unsafe partial class OverlayFileSystem
         byte* path = stackalloc byte[Markers.PathBufferSize];
         bool follow = XattrPath(n, path);
         fixed (byte* nm = name) fixed (byte* v = value)
-            return FsUtil.Err(follow ? Libc.setxattr(path, nm, v, value.Length, flags) : Libc.lsetxattr(path, nm, v, value.Length, flags));
+            e = FsUtil.Err(follow ? Libc.setxattr(path, nm, v, value.Length, flags) : Libc.lsetxattr(path, nm, v, value.Length, flags));
+        lock (n.CopyUpLock) { n.XattrChanges++; n.NoCapability = false; }
+        return e;
     }
 
     public int RemoveXattr(in RequestContext ctx, ulong node, ReadOnlySpan<byte> name)

@@ -76,6 +76,11 @@ public sealed class Node
     /// <summary>Directories: the merged listing being served, and whether the directory changed since it was built.</summary>
     public List<DirEntry>? Listing;
     public volatile bool ListingStale;
+    /// <summary>The object is known to have no security.capability xattr (xattrs change only through this mount);
+    /// <see cref="XattrChanges"/> counts setxattr calls, so a lookup that raced with one does not record it.
+    /// Written under <see cref="CopyUpLock"/>.</summary>
+    public volatile bool NoCapability;
+    public int XattrChanges;
     /// <summary>The name is gone (unlinked or replaced); only open handles still reach the object.</summary>
     public bool Unlinked;
 
