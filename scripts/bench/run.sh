@@ -41,17 +41,22 @@ RUN=$BENCH_DIR/run
 MNT=$RUN/mnt; UPPER=$RUN/upper; WORK=$RUN/work
 LOWER=$BENCH_DIR/mid:$BENCH_DIR/tool:$BENCH_DIR/base
 RAW=$RUN/raw.tsv; ERRLOG=$RUN/errors.log; OUT=$RUN/out
-CUR_PID=
+# Used upper/work dirs are set aside here and deleted only at the end: ext4 skips inodes deleted in the last
+# minute or so when it allocates (find_inode_bit -> recently_deleted), so deleting one run's 20,000 files
+# right before the next run would make that run's creates pay for the previous run's deletes.
+SPENT=$RUN/spent
+CUR_PID=; SPENT_N=0
 
 cleanup() {
   safe_umount "$MNT" "$CUR_PID"
-  rm -rf "$UPPER" "$WORK" "${UNIONFS_SNAPSHOT_DIR:-}"
+  rm -rf "$UPPER" "$WORK" "$SPENT" "${UNIONFS_SNAPSHOT_DIR:-}"
 }
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
 mkdir -p "$RUN"
 is_mounted "$MNT" && safe_umount "$MNT"
+rm -rf "$SPENT"
 : > "$RAW"; : > "$ERRLOG"
 
 record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$RAW"; }
@@ -73,7 +78,12 @@ mount_impl() { # impl -> mounts $MNT on fresh upper/work; returns non-zero on fa
   CUR_PID=$(fuse_daemon_pid "$impl" "$MNT")
   return 0
 }
-umount_impl() { safe_umount "$MNT" "$CUR_PID"; CUR_PID=; rm -rf "$UPPER" "$WORK"; }
+umount_impl() {
+  safe_umount "$MNT" "$CUR_PID"; CUR_PID=
+  find "$UPPER" -type f -size +16M -delete 2>/dev/null   # big copy-ups: few inodes, much space
+  SPENT_N=$((SPENT_N + 1)); mkdir -p "$SPENT"
+  mv "$UPPER" "$SPENT/upper.$SPENT_N"; mv "$WORK" "$SPENT/work.$SPENT_N"
+}
 
 # timed CMD: runs CMD under bash with the run timeout; sets SECS, returns its status
 timed() {

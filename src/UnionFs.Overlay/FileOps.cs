@@ -21,7 +21,7 @@ public sealed unsafe partial class OverlayFileSystem
             if (e != 0) return e;
         }
         bool lowerData = n.Layer != 0 || (n.Metacopy && (flags & Libc.O_ACCMODE) == Libc.O_RDONLY);
-        int fd = OpenObject(n, flags & ~(Libc.O_CREAT | Libc.O_EXCL | Libc.O_NOCTTY));
+        int fd = OpenObject(n, BackingFlags(flags & ~(Libc.O_CREAT | Libc.O_EXCL | Libc.O_NOCTTY), lowerData));
         // The name went away (or became a whiteout) after the kernel looked it up: ESTALE makes the kernel
         // look the path up again, as a local filesystem would have resolved it after the change.
         if (fd is -Errno.ENOENT or -Errno.ENXIO) return Errno.ESTALE;
@@ -30,6 +30,12 @@ public sealed unsafe partial class OverlayFileSystem
         if (lowerData && (open.Fh & PassthroughHandle) == 0) open.Fh |= LowerHandle;
         return e2;
     }
+
+    /// <summary>With passthrough, an upper file opened write-only is opened read-write here, so that its descriptor
+    /// can be the inode's backing file as it is (see <see cref="RegisterBacking"/>) without a second open.
+    /// The kernel still enforces the caller's access mode.</summary>
+    int BackingFlags(int flags, bool lowerData) =>
+        _passthrough && !lowerData && (flags & Libc.O_ACCMODE) == Libc.O_WRONLY ? (flags & ~Libc.O_ACCMODE) | Libc.O_RDWR : flags;
 
     /// <summary>Opens a node's object for I/O (never following a symlink out of the layer); -errno on failure.</summary>
     int OpenObject(Node n, int flags)
