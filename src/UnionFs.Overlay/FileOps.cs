@@ -86,7 +86,7 @@ public sealed unsafe partial class OverlayFileSystem
         Interlocked.Increment(ref n.OpenCount);
         open.Fh = (ulong)(uint)fd;
         // Writes reach the layer before they are answered, so close(2) has nothing to flush: NoFlush saves a request.
-        if (!_passthrough)
+        if (_session is not { PassthroughEnabled: true })
         {
             // Layers change only through this mount, so the page cache stays valid across opens.
             open.OpenFlags = OpenFlags.KeepCache | OpenFlags.NoFlush;
@@ -94,7 +94,9 @@ public sealed unsafe partial class OverlayFileSystem
         }
         lock (n.CopyUpLock)
         {
-            if (n.BackingRefs == 0 && n.CachedOpens == 0 && !lowerData) RegisterBacking(n, fd, flags);
+            // (Once registration has failed for good, _passthrough is off, but opens of inodes that still have a
+            // backing file must keep using it: the kernel would refuse them otherwise.)
+            if (_passthrough && n.BackingRefs == 0 && n.CachedOpens == 0 && !lowerData) RegisterBacking(n, fd, flags);
             if (n.BackingId > 0)
             {
                 // Also for a reader that opened the lower file just before a copy-up: the backing file is the copy.
