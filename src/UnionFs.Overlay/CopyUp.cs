@@ -178,10 +178,17 @@ public sealed unsafe partial class OverlayFileSystem
             if (e == 0) e = CopyMetadata(upperDir, loc.Name, tmp, st, node.Ino);
             if (e == 0)
                 lock (_ns)
+                {
                     if (Libc.renameat2(_workFd, tmp, upperDir, name, 0) < 0) e = Errno.Last;
+                    else
+                    {
+                        // Rekeyed before the namespace lock is released: the placeholder's inode number is free
+                        // from the rename on, and an object created next must not find this node under it.
+                        Libc.statx(upperDir, name, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st);
+                        _nodes.Rekey(node, (0, st.Dev, st.Ino));
+                    }
+                }
             if (e != 0) { Libc.unlinkat(_workFd, tmp, 0); return e; }
-            Libc.statx(upperDir, name, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st);
-            _nodes.Rekey(node, (0, st.Dev, st.Ino));
         }
         node.Metacopy = false;
         node.DataLoc = null;

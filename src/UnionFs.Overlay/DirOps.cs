@@ -292,11 +292,25 @@ public sealed unsafe partial class OverlayFileSystem
                 if (!inUpper) e = WriteWhiteout(pfd, nameZ, name);
                 else if (!s.LowerHasName) e = dir ? RemoveUpperDir(pfd, nameZ) : FsUtil.Err(Libc.unlinkat(pfd, nameZ, 0));
                 else e = ReplaceWithWhiteout(pfd, nameZ, name, dir);
-                if (e == 0 && (st.NLink <= 1 || dir)) _nodes.Detach(node!);
+                if (e == 0 && (st.NLink <= 1 || dir)) Detach(node!, st);
                 return e;
             }
         }
         finally { _nodes.Forget(node!.Id, 1); }
+    }
+
+    /// <summary>
+    /// The node's object lost its last name. A stat that looked the name up just before still gets its attributes,
+    /// with no links, as from a local filesystem; ESTALE there would reach the caller when the retry races again.
+    /// </summary>
+    void Detach(Node node, in Statx lastSeen)
+    {
+        _nodes.Detach(node);
+        if (node.IsDir || node.UnlinkedFd >= 0) return; // still reachable through a descriptor
+        if (lastSeen.Type != node.Type) return;         // never seen: ESTALE it stays
+        var st = lastSeen;
+        st.NLink = 0;
+        node.LastStat = st;
     }
 
     /// <summary>An object whose name goes away while open, or that has other hard links, keeps a descriptor so the
@@ -540,13 +554,13 @@ public sealed unsafe partial class OverlayFileSystem
         if (to.UpperAufsWhiteout) RemoveAufsWhiteout(npfd, newName);
 
         uint dstLinks = 0;
+        Statx dstStat = default;
         if (dst is not null)
         {
             // Before the name is taken over: an open or multiply linked target keeps a descriptor of its own.
-            Statx st = default;
-            if (!dst.IsDir) StatNode(dst, out st);
-            dstLinks = st.NLink;
-            KeepIfStillReachable(dst, newParent, newName, st);
+            if (!dst.IsDir) StatNode(dst, out dstStat);
+            dstLinks = dstStat.NLink;
+            KeepIfStillReachable(dst, newParent, newName, dstStat);
         }
 
         if (to.UpperWhiteout && src.IsDir)
@@ -568,7 +582,7 @@ public sealed unsafe partial class OverlayFileSystem
         else if (Libc.renameat2(pfd, nameZ, npfd, newNameZ, 0) < 0) return Errno.Last;
 
         // A target with other hard links lives on under them; only its replaced name is gone.
-        if (dst is not null && (dst.IsDir || dstLinks <= 1)) _nodes.Detach(dst);
+        if (dst is not null && (dst.IsDir || dstLinks <= 1)) Detach(dst, dstStat);
         _nodes.Reparent(src, newParent, Node.MakeNameZ(newName), 0);
         MarkImpure(newParent);
         return 0;

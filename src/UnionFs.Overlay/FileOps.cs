@@ -214,13 +214,17 @@ public sealed unsafe partial class OverlayFileSystem
     {
         if (_nodes.Get(parent) is not { } p) return Errno.ESTALE;
         if (!HasUpper) return Errno.EROFS;
-        int pfd, e;
-        lock (_ns) e = CopyUpDir(p, out pfd);
-        if (e != 0) return e;
-        int fd = Libc.openat(pfd, DotZ, (flags & ~Libc.O_CREAT) | Libc.O_TMPFILE | Libc.O_CLOEXEC, mode & 0xFFF);
-        if (fd < 0) return Errno.Last;
-        if (_asRoot) Libc.fchown(fd, HostUid(ctx.Uid), HostGid(ctx.Gid));
-        return OpenedUnnamed(p, fd, flags, ref entry, ref open);
+        // Under the namespace lock, like every creation: the new inode may reuse the number of one just freed
+        // by a removal or copy-up, whose node is unkeyed inside the same lock.
+        lock (_ns)
+        {
+            int e = CopyUpDir(p, out int pfd);
+            if (e != 0) return e;
+            int fd = Libc.openat(pfd, DotZ, (flags & ~Libc.O_CREAT) | Libc.O_TMPFILE | Libc.O_CLOEXEC, mode & 0xFFF);
+            if (fd < 0) return Errno.Last;
+            if (_asRoot) Libc.fchown(fd, HostUid(ctx.Uid), HostGid(ctx.Gid));
+            return OpenedUnnamed(p, fd, flags, ref entry, ref open);
+        }
     }
 
     /// <summary>A node for an open file that has no name (O_TMPFILE, or created and removed at once by others).</summary>

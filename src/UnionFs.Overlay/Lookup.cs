@@ -50,7 +50,19 @@ public sealed unsafe partial class OverlayFileSystem
         byte* nameZ = stackalloc byte[NameMax + 1];
         int e = ToNameZ(name, nameZ);
         if (e != 0) return e;
+        // Retried while copy-ups and removals change identities under it (rare; see NodeTable.IdentityEpoch).
+        for (int attempt = 0; attempt < 16; attempt++)
+        {
+            e = LookupNodeOnce(parent, name, nameZ, _nodes.IdentityEpoch, out node, out st);
+            if (e != Errno.EAGAIN) return e;
+        }
+        return Errno.ESTALE; // the kernel looks the name up again
+    }
 
+    int LookupNodeOnce(Node parent, ReadOnlySpan<byte> name, byte* nameZ, long epoch, out Node? node, out Statx st)
+    {
+        node = null;
+        int e;
         var dirs = parent.Dirs;
         int top = FindTop(dirs, 0, nameZ, name, out st);
         if (top < 0) return -top;
@@ -91,9 +103,9 @@ public sealed unsafe partial class OverlayFileSystem
             e = BuildDirs(fresh, parent, dirs, top, nameZ, name);
             if (e != 0) { foreach (var d in fresh.Dirs) Libc.close(d.Fd); return e; }
         }
-        node = _nodes.AddOrAcquire(fresh, parent);
+        node = _nodes.AddOrAcquire(fresh, parent, epoch);
         if (node != fresh) foreach (var d in fresh.Dirs) Libc.close(d.Fd); // lost a race to another lookup
-        return 0;
+        return node is null ? Errno.EAGAIN : 0;
     }
 
     /// <summary>A metacopy file's data is the same name's regular file in the first lower layer that has it.</summary>
@@ -224,7 +236,12 @@ public sealed unsafe partial class OverlayFileSystem
                 return FsUtil.Err(Libc.statx(n.Dirs[0].Fd, Empty, Libc.AT_EMPTY_PATH | Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, p));
             if (n.UnlinkedFd >= 0)
                 return FsUtil.Err(Libc.statx(n.UnlinkedFd, Empty, Libc.AT_EMPTY_PATH | Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, p));
-            if (n.Unlinked) return Errno.ESTALE;
+            if (n.Unlinked)
+            {
+                if (n.LastStat is not { } last) return Errno.ESTALE;
+                *p = last;
+                return 0;
+            }
             var loc = n.Loc;
             int dirFd = loc.Parent?.DirFd(loc.Layer) ?? -1;
             if (dirFd < 0) return Errno.ESTALE;

@@ -14,6 +14,13 @@ public sealed class NodeTable
     readonly Dictionary<(int, ulong, ulong), Node> _byKey = new();
     readonly Lock _lock = new();
     long _nextId = 1;
+    /// <summary>Bumped whenever an identity stops naming a node (copy-up rekeys it, its last name goes away).
+    /// A lookup that saw the epoch change between stat'ing a name and registering a fresh node retries: what it
+    /// stat'd may be an object that died or moved meanwhile, and a key registered for it would later be handed
+    /// out for whatever new object reuses the inode number.</summary>
+    long _identityEpoch;
+
+    public long IdentityEpoch => Volatile.Read(ref _identityEpoch);
 
     public int Count => _byId.Count;
 
@@ -39,15 +46,26 @@ public sealed class NodeTable
         }
     }
 
-    /// <summary>Registers a fresh node with one lookup; if another thread registered the same key first, returns that one.</summary>
-    public Node AddOrAcquire(Node node, Node? parent)
+    /// <summary>Registers a fresh node for an object this daemon holds open (its identity cannot go stale).</summary>
+    public Node AddOrAcquire(Node node, Node? parent) => AddOrAcquire(node, parent, epoch: -1)!;
+
+    /// <summary>Registers a fresh node with one lookup; if another thread registered the same key first, returns that one.
+    /// Returns null, registering nothing, when identities changed since <paramref name="epoch"/> (see IdentityEpoch).</summary>
+    public Node? AddOrAcquire(Node node, Node? parent, long epoch)
     {
         lock (_lock)
         {
+            if (epoch >= 0 && _identityEpoch != epoch) return null;
             if (_byKey.TryGetValue(node.Key, out var existing))
             {
-                existing.Lookups++;
-                return existing;
+                // Another type under the same identity: the inode number was reused after the old object died
+                // unseen. Handing out the old node would make the kernel mark its inode bad (EIO on its handles).
+                if (existing.Type == node.Type)
+                {
+                    existing.Lookups++;
+                    return existing;
+                }
+                existing.Unlinked = true;
             }
             node.Lookups = 1;
             if (parent is not null) parent.ChildRefs++;
@@ -67,6 +85,7 @@ public sealed class NodeTable
             if (_byKey.TryGetValue(node.Key, out var n) && n == node) _byKey.Remove(node.Key);
             node.Key = key;
             _byKey[key] = node;
+            _identityEpoch++;
         }
     }
 
@@ -91,6 +110,7 @@ public sealed class NodeTable
         {
             node.Unlinked = true;
             if (_byKey.TryGetValue(node.Key, out var n) && n == node) _byKey.Remove(node.Key);
+            _identityEpoch++;
         }
     }
 
