@@ -58,6 +58,8 @@ static class Program
 
     internal static int Fail(string message, int code)
     {
+        // A daemon child forked before validation (native/fork_daemon.c) tells its waiting parent.
+        if (Daemon.ReportFailure("unionfs: " + message)) return code;
         Console.Error.WriteLine("unionfs: " + message);
         return code;
     }
