@@ -2,7 +2,7 @@
 DOTNET      ?= dotnet
 CONFIG      ?= Release
 BIN         := bin/unionfs
-SOURCES     := $(shell find src -name '*.cs' -o -name '*.csproj' | grep -v '/obj/' | grep -v '/bin/')
+SOURCES     := $(shell find src -name '*.cs' -o -name '*.csproj' -o -name '*.c' | grep -v '/obj/' | grep -v '/bin/')
 
 .PHONY: all build deps publish install test unit-test native-test registry-test test-long demo bench clean
 

@@ -10,8 +10,9 @@ namespace UnionFs.Cli;
 /// <summary>
 /// Runs a FUSE session as a daemon, the way fuse-overlayfs does: the command returns only once the mount
 /// answers, reports a failed mount through its exit status and a one-line reason, and the daemon unmounts
-/// cleanly on SIGTERM/SIGINT. A forked .NET runtime is not safe, so the background daemon is this same
-/// executable started again with a status pipe; it writes "OK" (or the error) there once the mount is live.
+/// cleanly on SIGTERM/SIGINT. A forked .NET runtime is not safe, so the NativeAOT executable forks before its
+/// runtime starts (native/fork_daemon.c); otherwise the background daemon is this same executable started again.
+/// Either way the daemon gets a status pipe, and writes warnings, then "OK" (or the error) there once the mount is live.
 /// </summary>
 static unsafe class Daemon
 {
@@ -104,6 +105,7 @@ static unsafe class Daemon
         }
     }
 
+    /// <summary>The final word to the waiting mount command: "OK" or the one-line reason for failing.</summary>
     static void Report(int statusFd, string message)
     {
         if (statusFd < 0)
@@ -111,9 +113,36 @@ static unsafe class Daemon
             if (message != "OK") Console.Error.WriteLine(message);
             return;
         }
-        byte[] bytes = Encoding.UTF8.GetBytes(message + "\n");
-        fixed (byte* b = bytes) Libc.write(statusFd, b, bytes.Length);
+        WriteLine(statusFd, message);
         Libc.close(statusFd);
+    }
+
+    static void WriteLine(int fd, string message)
+    {
+        byte[] bytes = Encoding.UTF8.GetBytes(message + "\n");
+        fixed (byte* b = bytes) Libc.write(fd, b, bytes.Length);
+    }
+
+    static int StatusFd => int.TryParse(Environment.GetEnvironmentVariable(StatusFdVariable), out int fd) ? fd : -1;
+
+    /// <summary>
+    /// A warning for the user of the mount command. A daemon child sends it up the status pipe (its stderr is
+    /// /dev/null); the process that only spawns the daemon leaves it to the child, which checks again.
+    /// </summary>
+    public static void Warn(string message, bool foreground)
+    {
+        int fd = StatusFd;
+        if (fd >= 0) WriteLine(fd, message);
+        else if (foreground) Console.Error.WriteLine(message);
+    }
+
+    /// <summary>In a daemon child, reports a failure before serving (such as a bad option) up the status pipe.</summary>
+    public static bool ReportFailure(string message)
+    {
+        int fd = StatusFd;
+        if (fd < 0) return false;
+        Report(fd, message);
+        return true;
     }
 
     /// <summary>
@@ -155,8 +184,14 @@ static unsafe class Daemon
             for (int i = 0; i < n; i++) reply.Add(buf[i]);
         }
         Libc.close(fds[0]);
+        // Warning lines, then "OK" or the reason the daemon gave up.
         string message = Encoding.UTF8.GetString(reply.ToArray()).Trim();
-        if (message == "OK") return 0;
+        int last = message.LastIndexOf('\n');
+        if (message[(last + 1)..] == "OK")
+        {
+            if (last > 0) Console.Error.WriteLine(message[..last]);
+            return 0;
+        }
         Console.Error.WriteLine(message.Length > 0 ? message : "unionfs: the daemon exited before the mount was ready");
         return 1;
     }

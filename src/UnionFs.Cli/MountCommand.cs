@@ -42,7 +42,7 @@ static class MountCommand
         if (options.Writable && IsReadOnlyFs(options.UpperDir!))
         {
             // As kernel overlayfs does: the union is still useful, just not writable.
-            Console.Error.WriteLine($"unionfs: upperdir {options.UpperDir} is on a read-only filesystem; mounting read-only");
+            Daemon.Warn($"unionfs: upperdir {options.UpperDir} is on a read-only filesystem; mounting read-only", flags.Foreground);
             options.ReadOnly = true;
         }
 

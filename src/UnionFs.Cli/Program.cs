@@ -58,6 +58,8 @@ static class Program
 
     internal static int Fail(string message, int code)
     {
+        // A daemon child forked before validation (native/fork_daemon.c) tells its waiting parent.
+        if (Daemon.ReportFailure("unionfs: " + message)) return code;
         Console.Error.WriteLine("unionfs: " + message);
         return code;
     }
@@ -124,16 +126,32 @@ record struct CommonFlags(bool Foreground, bool Debug)
     }
 }
 
+/// <summary>
+/// Log lines go straight to stderr, one synchronous write each. Microsoft.Extensions.Logging.Console cost about
+/// 5 ms at every start (options binding, formatter set-up, a queue-processing thread) in both the mount command
+/// and its daemon child, and the daemon only writes here with -f/-d (otherwise stderr is /dev/null).
+/// </summary>
 static class Logging
 {
-    public static ILogger Create(bool debug, string category = "unionfs")
+    public static ILogger Create(bool debug, string category = "unionfs") =>
+        new StderrLogger(category, debug ? LogLevel.Debug : LogLevel.Warning);
+
+    sealed class StderrLogger(string category, LogLevel minimum) : ILogger
     {
-        var factory = LoggerFactory.Create(b =>
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+        public bool IsEnabled(LogLevel level) => level >= minimum && level != LogLevel.None;
+
+        public void Log<TState>(LogLevel level, EventId id, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
         {
-            b.SetMinimumLevel(debug ? LogLevel.Debug : LogLevel.Warning);
-            b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.ffffff "; });
-            b.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
-        });
-        return factory.CreateLogger(category);
+            if (!IsEnabled(level)) return;
+            string lvl = level switch
+            {
+                LogLevel.Trace => "trce", LogLevel.Debug => "dbug", LogLevel.Information => "info",
+                LogLevel.Warning => "warn", LogLevel.Error => "fail", _ => "crit",
+            };
+            string line = $"{DateTime.Now:HH:mm:ss.ffffff} {lvl}: {category}[{id.Id}] {formatter(state, exception)}";
+            if (exception is not null) line += Environment.NewLine + exception;
+            Console.Error.WriteLine(line);
+        }
     }
 }

@@ -96,7 +96,10 @@ public sealed class Node
     /// Guarded by <see cref="CopyUpLock"/>.</summary>
     public int BackingId, BackingRefs, CachedOpens;
     public bool PageCacheStale;
-    public readonly Lock CopyUpLock = new();
+    /// <summary>Serializes copy-up and the passthrough fields above. Made on first use: most nodes are only looked up
+    /// and read, and one Lock per node was about half a megabyte of a 17,000-entry tree's heap.</summary>
+    public Lock CopyUpLock => _copyUpLock ?? Interlocked.CompareExchange(ref _copyUpLock, new Lock(), null) ?? _copyUpLock!;
+    Lock? _copyUpLock;
 
     /// <summary>The descriptor of this directory in <paramref name="layer"/>, or -1.</summary>
     public int DirFd(int layer)
