@@ -61,4 +61,13 @@ public static class Format
     }
 
     public static string Iso(DateTimeOffset t) => t.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", CultureInfo.InvariantCulture);
+
+    /// <summary>
+    /// A timestamp inside an image config, written exactly as Go's time.Time marshals it (RFC 3339 with
+    /// nanoseconds, trailing zeros of the fraction trimmed, no fraction at all when it is zero): tools
+    /// written in Go (skopeo converting docker-archive to OCI, containers/image, docker) re-marshal the
+    /// config, and its bytes are the image id, so "…29.8044930Z" (our old fixed 7 digits) came back as
+    /// "…29.804493Z" and the image got a different id whenever a tick count ended in 0.
+    /// </summary>
+    public static string ConfigTime(DateTimeOffset t) => t.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.FFFFFFF'Z'", CultureInfo.InvariantCulture);
 }

@@ -58,7 +58,7 @@ public sealed class ImageConfig
     /// <summary>A single-layer image config for `image import`.</summary>
     public static ImageConfig NewBase(string diffId, string createdBy, DateTimeOffset now) => new(new JsonObject
     {
-        ["created"] = Format.Iso(now),
+        ["created"] = Format.ConfigTime(now),
         ["architecture"] = Arch(),
         ["os"] = "linux",
         ["config"] = new JsonObject
@@ -67,14 +67,14 @@ public sealed class ImageConfig
             ["Cmd"] = new JsonArray("/bin/sh"),
         },
         ["rootfs"] = new JsonObject { ["type"] = "layers", ["diff_ids"] = new JsonArray(JsonValue.Create(diffId)) },
-        ["history"] = new JsonArray(new JsonObject { ["created"] = Format.Iso(now), ["created_by"] = createdBy }),
+        ["history"] = new JsonArray(new JsonObject { ["created"] = Format.ConfigTime(now), ["created_by"] = createdBy }),
     });
 
     /// <summary>The config of a commit: the parent's, plus one layer and one history line.</summary>
     public ImageConfig WithLayer(string diffId, string createdBy, string? comment, DateTimeOffset now)
     {
         var copy = (JsonObject)Root.DeepClone();
-        copy["created"] = Format.Iso(now);
+        copy["created"] = Format.ConfigTime(now);
         var rootfs = copy["rootfs"] as JsonObject ?? new JsonObject { ["type"] = "layers" };
         copy["rootfs"] = rootfs;
         var diffs = rootfs["diff_ids"] as JsonArray ?? new JsonArray();
@@ -88,7 +88,7 @@ public sealed class ImageConfig
             for (int i = 0; i < layersBefore; i++) history.Add((JsonNode)new JsonObject { ["created_by"] = "" });
             copy["history"] = history;
         }
-        var entry = new JsonObject { ["created"] = Format.Iso(now), ["created_by"] = createdBy };
+        var entry = new JsonObject { ["created"] = Format.ConfigTime(now), ["created_by"] = createdBy };
         if (!string.IsNullOrEmpty(comment)) entry["comment"] = comment;
         history.Add((JsonNode)entry);
         return new ImageConfig(copy);
