@@ -87,5 +87,20 @@ int main(int argc, char **argv)
     OK(munmap(wp, len - 4));
     close(w);
     expect_content("f", want, len);
+
+    /* a read-only open first, then writers while it is open (the first open of a file may set up its I/O) */
+    r = OK(openat(DIRFD, "f", O_RDONLY));
+    w = OK(openat(DIRFD, "f", O_WRONLY | O_APPEND));
+    EQ(OK(write(w, "END", 3)), 3, "append while a read-only open is the first");
+    want = realloc(want, len + 3);
+    memcpy(want + len, "END", 3);
+    len += 3;
+    close(w);
+    w = OK(openat(DIRFD, "f", O_RDWR));
+    put(w, "RW", 1);
+    check_fd(r, "through the first, read-only open");
+    close(w);
+    close(r);
+    expect_content("f", want, len);
     return 0;
 }

@@ -192,7 +192,7 @@ public sealed unsafe partial class OverlayFileSystem
         int e, fd;
         for (int attempt = 0; ; attempt++)
         {
-            e = CreateObject(ctx, p, name, Kind.File, mode | Libc.S_IFREG, 0, null, BackingFlags(flags & ~Libc.O_TRUNC, false), out fd);
+            e = CreateObject(ctx, p, name, Kind.File, mode | Libc.S_IFREG, 0, null, flags & ~Libc.O_TRUNC, out fd);
             if (e != Errno.EEXIST || (flags & Libc.O_EXCL) != 0) break;
             // open(O_CREAT) of a name that exists after all (another process created it meanwhile): open it,
             // unless it disappears again before we get there, then try to create it once more.
@@ -207,11 +207,11 @@ public sealed unsafe partial class OverlayFileSystem
         }
         e = Created(e, p, name, ref entry);
         // Another process removed the new name already: the caller still gets its file, as from a local fs.
-        if (e == Errno.ENOENT && fd >= 0) return OpenedUnnamed(p, fd, BackingFlags(flags, false), ref entry, ref open);
+        if (e == Errno.ENOENT && fd >= 0) return OpenedUnnamed(p, fd, ref entry, ref open);
         if (e != 0) { if (fd >= 0) Libc.close(fd); return e; }
         var node = _nodes.Get(entry.NodeId)!;
         node.NoCapability = true; // a new file has no xattrs but those this mount sets
-        return Opened(node, fd, BackingFlags(flags, false), lowerData: false, ref open);
+        return Opened(node, fd, lowerData: false, ref open);
     }
 
     public int Link(in RequestContext ctx, ulong node, ulong newParent, ReadOnlySpan<byte> newName, ref EntryOut entry)

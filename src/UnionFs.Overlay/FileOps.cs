@@ -21,21 +21,15 @@ public sealed unsafe partial class OverlayFileSystem
             if (e != 0) return e;
         }
         bool lowerData = n.Layer != 0 || (n.Metacopy && (flags & Libc.O_ACCMODE) == Libc.O_RDONLY);
-        int fd = OpenObject(n, BackingFlags(flags & ~(Libc.O_CREAT | Libc.O_EXCL | Libc.O_NOCTTY), lowerData));
+        int fd = OpenObject(n, flags & ~(Libc.O_CREAT | Libc.O_EXCL | Libc.O_NOCTTY));
         // The name went away (or became a whiteout) after the kernel looked it up: ESTALE makes the kernel
         // look the path up again, as a local filesystem would have resolved it after the change.
         if (fd is -Errno.ENOENT or -Errno.ENXIO) return Errno.ESTALE;
         if (fd < 0) return -fd;
-        int e2 = Opened(n, fd, flags, lowerData, ref open);
+        int e2 = Opened(n, fd, lowerData, ref open);
         if (lowerData && (open.Fh & PassthroughHandle) == 0) open.Fh |= LowerHandle;
         return e2;
     }
-
-    /// <summary>With passthrough, an upper file opened write-only is opened read-write here, so that its descriptor
-    /// can be the inode's backing file as it is (see <see cref="RegisterBacking"/>) without a second open.
-    /// The kernel still enforces the caller's access mode.</summary>
-    int BackingFlags(int flags, bool lowerData) =>
-        _passthrough && !lowerData && (flags & Libc.O_ACCMODE) == Libc.O_WRONLY ? (flags & ~Libc.O_ACCMODE) | Libc.O_RDWR : flags;
 
     /// <summary>Opens a node's object for I/O (never following a symlink out of the layer); -errno on failure.</summary>
     int OpenObject(Node n, int flags)
@@ -81,7 +75,7 @@ public sealed unsafe partial class OverlayFileSystem
     /// </list>
     /// Once a file's data is in the upper it stays there, so its backing file never changes.
     /// </summary>
-    int Opened(Node n, int fd, int flags, bool lowerData, ref OpenOut open)
+    int Opened(Node n, int fd, bool lowerData, ref OpenOut open)
     {
         Interlocked.Increment(ref n.OpenCount);
         open.Fh = (ulong)(uint)fd;
@@ -96,7 +90,7 @@ public sealed unsafe partial class OverlayFileSystem
         {
             // (Once registration has failed for good, _passthrough is off, but opens of inodes that still have a
             // backing file must keep using it: the kernel would refuse them otherwise.)
-            if (_passthrough && n.BackingRefs == 0 && n.CachedOpens == 0 && !lowerData) RegisterBacking(n, fd, flags);
+            if (_passthrough && n.BackingRefs == 0 && n.CachedOpens == 0 && !lowerData) RegisterBacking(n, fd);
             if (n.BackingId > 0)
             {
                 // Also for a reader that opened the lower file just before a copy-up: the backing file is the copy.
@@ -116,22 +110,13 @@ public sealed unsafe partial class OverlayFileSystem
     }
 
     /// <summary>
-    /// Registers the node's backing file. Every later passthrough open of the inode shares it, whatever its own access
-    /// mode, so the backing file is always open for reading and writing: a descriptor opened otherwise is reopened.
-    /// A file that cannot be opened so (append-only, say) gets no backing file and uses the page cache.
-    /// Caller holds the node's CopyUpLock.
+    /// Registers <paramref name="fd"/> as the node's backing file. The kernel opens a backing file of its own for each
+    /// passthrough open, from this one's path and with that open's flags, so the descriptor's access mode does not
+    /// matter. Caller holds the node's CopyUpLock.
     /// </summary>
-    void RegisterBacking(Node n, int fd, int flags)
+    void RegisterBacking(Node n, int fd)
     {
-        int backingFd = fd;
-        if ((flags & (Libc.O_ACCMODE | Libc.O_APPEND)) != Libc.O_RDWR)
-        {
-            byte* path = stackalloc byte[32];
-            backingFd = Libc.openat(Libc.AT_FDCWD, FsUtil.ProcFdPath(fd, path), Libc.O_RDWR | Libc.O_CLOEXEC, 0);
-            if (backingFd < 0) return;
-        }
-        int id = _session!.OpenBacking(backingFd);
-        if (backingFd != fd) Libc.close(backingFd); // the kernel holds its own reference
+        int id = _session!.OpenBacking(fd);
         if (id > 0) { n.BackingId = id; n.PageCacheStale = true; return; }
         _log.LogWarning("passthrough: registering the backing file of node {Node} failed: {Error}", n.Id, Errno.Describe(-id));
         if (id is -Errno.EPERM or -Errno.EOPNOTSUPP or -Errno.ELOOP or -Errno.ENOTTY)
@@ -223,12 +208,12 @@ public sealed unsafe partial class OverlayFileSystem
             int fd = Libc.openat(pfd, DotZ, (flags & ~Libc.O_CREAT) | Libc.O_TMPFILE | Libc.O_CLOEXEC, mode & 0xFFF);
             if (fd < 0) return Errno.Last;
             if (_asRoot) Libc.fchown(fd, HostUid(ctx.Uid), HostGid(ctx.Gid));
-            return OpenedUnnamed(p, fd, flags, ref entry, ref open);
+            return OpenedUnnamed(p, fd, ref entry, ref open);
         }
     }
 
     /// <summary>A node for an open file that has no name (O_TMPFILE, or created and removed at once by others).</summary>
-    int OpenedUnnamed(Node parent, int fd, int flags, ref EntryOut entry, ref OpenOut open)
+    int OpenedUnnamed(Node parent, int fd, ref EntryOut entry, ref OpenOut open)
     {
         Statx st;
         Libc.statx(fd, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &st);
@@ -239,7 +224,7 @@ public sealed unsafe partial class OverlayFileSystem
         node.UnlinkedFd = OpenProcPath(fd); // an unnamed file is reached only through its descriptor
         node = _nodes.AddOrAcquire(node, parent);
         FillEntry(node, st, ref entry);
-        return Opened(node, fd, flags, lowerData: false, ref open);
+        return Opened(node, fd, lowerData: false, ref open);
     }
 
     static int OpenProcPath(int fd)
