@@ -205,13 +205,29 @@ public sealed unsafe partial class OverlayFileSystem
             FillEntry(existing, st, ref entry);
             return 0;
         }
-        e = Created(e, p, name, ref entry);
-        // Another process removed the new name already: the caller still gets its file, as from a local fs.
+        Node? node = null;
+        Statx created = default;
+        if (e == 0) e = LookupNode(p, name, out node, out created);
+        if (e == 0 && !IsObjectOf(fd, created))
+        {
+            // Another process renamed something over the new name already: the name is not our file any more.
+            _nodes.Forget(node!.Id, 1);
+            e = Errno.ENOENT;
+        }
+        // Another process removed (or replaced) the new name already: the caller still gets its file, as from a
+        // local filesystem.
         if (e == Errno.ENOENT && fd >= 0) return OpenedUnnamed(p, fd, ref entry, ref open);
         if (e != 0) { if (fd >= 0) Libc.close(fd); return e; }
-        var node = _nodes.Get(entry.NodeId)!;
-        node.NoCapability = true; // a new file has no xattrs but those this mount sets
+        FillEntry(node!, created, ref entry);
+        node!.NoCapability = true; // a new file has no xattrs but those this mount sets
         return Opened(node, fd, lowerData: false, ref open);
+    }
+
+    /// <summary>Whether <paramref name="st"/> describes the object open as <paramref name="fd"/>.</summary>
+    static bool IsObjectOf(int fd, in Statx st)
+    {
+        Statx own;
+        return Libc.statx(fd, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &own) == 0 && own.Ino == st.Ino && own.Dev == st.Dev;
     }
 
     public int Link(in RequestContext ctx, ulong node, ulong newParent, ReadOnlySpan<byte> newName, ref EntryOut entry)
@@ -286,13 +302,13 @@ public sealed unsafe partial class OverlayFileSystem
                 if (!s.Exists) return Errno.ENOENT;
                 e = CopyUpDir(parent, out int pfd);
                 if (e != 0) return e;
-                KeepIfStillReachable(node!, parent, name, st);
+                KeepIfStillReachable(node!, parent, name);
                 Changed(parent);
                 bool inUpper = s.TopLayer == 0;
                 if (!inUpper) e = WriteWhiteout(pfd, nameZ, name);
                 else if (!s.LowerHasName) e = dir ? RemoveUpperDir(pfd, nameZ) : FsUtil.Err(Libc.unlinkat(pfd, nameZ, 0));
                 else e = ReplaceWithWhiteout(pfd, nameZ, name, dir);
-                if (e == 0 && (st.NLink <= 1 || dir)) Detach(node!, st);
+                if (e == 0 && (st.NLink <= 1 || dir)) _nodes.Detach(node!);
                 return e;
             }
         }
@@ -300,27 +316,15 @@ public sealed unsafe partial class OverlayFileSystem
     }
 
     /// <summary>
-    /// The node's object lost its last name. A stat that looked the name up just before still gets its attributes,
-    /// with no links, as from a local filesystem; ESTALE there would reach the caller when the retry races again.
+    /// Before a non-directory's name is removed or replaced, its node gets a descriptor of the object. The kernel may
+    /// still hold the node (the object is open, has other links, or a path walk just found it): a stat or open that
+    /// races with the removal then reaches the object, as on a local filesystem, instead of failing with ESTALE.
     /// </summary>
-    void Detach(Node node, in Statx lastSeen)
-    {
-        _nodes.Detach(node);
-        if (node.IsDir || node.UnlinkedFd >= 0) return; // still reachable through a descriptor
-        if (lastSeen.Type != node.Type) return;         // never seen: ESTALE it stays
-        var st = lastSeen;
-        st.NLink = 0;
-        node.LastStat = st;
-    }
-
-    /// <summary>An object whose name goes away while open, or that has other hard links, keeps a descriptor so the
-    /// kernel's node can still reach it.</summary>
-    void KeepIfStillReachable(Node node, Node parent, ReadOnlySpan<byte> name, in Statx st)
+    void KeepIfStillReachable(Node node, Node parent, ReadOnlySpan<byte> name)
     {
         if (node.IsDir || node.UnlinkedFd >= 0) return;
         var loc = node.Loc;
         if (loc.Parent != parent || !loc.Name.SequenceEqual(name)) return;
-        if (node.OpenCount == 0 && st.NLink <= 1) return;
         fixed (byte* n = loc.NameZ)
             node.UnlinkedFd = Libc.openat(parent.DirFd(loc.Layer), n, Libc.O_PATH | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0);
     }
@@ -554,13 +558,13 @@ public sealed unsafe partial class OverlayFileSystem
         if (to.UpperAufsWhiteout) RemoveAufsWhiteout(npfd, newName);
 
         uint dstLinks = 0;
-        Statx dstStat = default;
         if (dst is not null)
         {
-            // Before the name is taken over: an open or multiply linked target keeps a descriptor of its own.
-            if (!dst.IsDir) StatNode(dst, out dstStat);
-            dstLinks = dstStat.NLink;
-            KeepIfStillReachable(dst, newParent, newName, dstStat);
+            // Before the name is taken over: the target keeps a descriptor of its own.
+            Statx st = default;
+            if (!dst.IsDir) StatNode(dst, out st);
+            dstLinks = st.NLink;
+            KeepIfStillReachable(dst, newParent, newName);
         }
 
         if (to.UpperWhiteout && src.IsDir)
@@ -582,7 +586,7 @@ public sealed unsafe partial class OverlayFileSystem
         else if (Libc.renameat2(pfd, nameZ, npfd, newNameZ, 0) < 0) return Errno.Last;
 
         // A target with other hard links lives on under them; only its replaced name is gone.
-        if (dst is not null && (dst.IsDir || dstLinks <= 1)) Detach(dst, dstStat);
+        if (dst is not null && (dst.IsDir || dstLinks <= 1)) _nodes.Detach(dst);
         _nodes.Reparent(src, newParent, Node.MakeNameZ(newName), 0);
         MarkImpure(newParent);
         return 0;

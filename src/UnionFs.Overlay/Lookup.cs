@@ -236,12 +236,7 @@ public sealed unsafe partial class OverlayFileSystem
                 return FsUtil.Err(Libc.statx(n.Dirs[0].Fd, Empty, Libc.AT_EMPTY_PATH | Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, p));
             if (n.UnlinkedFd >= 0)
                 return FsUtil.Err(Libc.statx(n.UnlinkedFd, Empty, Libc.AT_EMPTY_PATH | Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, p));
-            if (n.Unlinked)
-            {
-                if (n.LastStat is not { } last) return Errno.ESTALE;
-                *p = last;
-                return 0;
-            }
+            if (n.Unlinked) return Errno.ESTALE;
             var loc = n.Loc;
             int dirFd = loc.Parent?.DirFd(loc.Layer) ?? -1;
             if (dirFd < 0) return Errno.ESTALE;

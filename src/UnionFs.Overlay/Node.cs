@@ -81,8 +81,6 @@ public sealed class Node
     /// Written under <see cref="CopyUpLock"/>.</summary>
     public volatile bool NoCapability;
     public int XattrChanges;
-    /// <summary>Attributes of a non-directory whose last name went away, for a stat that raced with the removal.</summary>
-    public Statx? LastStat;
     /// <summary>The name is gone (unlinked or replaced); only open handles still reach the object.</summary>
     public bool Unlinked;
 
