@@ -53,6 +53,16 @@ daemon_pid() { # MNT
 }
 
 # kill -9 the daemon of M; afterwards the dead mount is lazily unmounted
+# wait_for_names DIR GLOB N: until N names matching GLOB exist below DIR (at most 10 s), so a kill lands
+# in the middle of the work
+wait_for_names() {
+    local i
+    for i in $(seq 200); do
+        [ "$(find "$1" -name "$2" 2>/dev/null | head -n "$3" | wc -l)" -ge "$3" ] && return 0
+        sleep 0.05
+    done
+}
+
 kill_daemon() {
     local pid
     pid=$(daemon_pid "$M") || fail "no unionfs daemon found for $M"
@@ -297,10 +307,7 @@ tc_trust_crash_rename_burst() {
     ovl_remount
     bg bash -c "cd $M/r && for ((i = 0; i < $n; i++)); do mv a\$i b\$i || exit 0; if ((i < $nd)); then mv ../dd/dd\$i ../dd/ee\$i || exit 0; fi; done" 2>/dev/null
     local bg=$BG
-    for i in $(seq 200); do
-        [ "$(find "$U/r" -name 'b*' 2>/dev/null | head -n 50 | wc -l)" -ge 50 ] && break
-        sleep 0.05
-    done
+    wait_for_names "$U/r" 'b*' 50
     kill_daemon
     wait "$bg" 2>/dev/null || true
     ovl_mount
@@ -348,10 +355,7 @@ tc_trust_crash_create_burst() {
     crash_prepare_whiteouts 100
     bg bash -c "for ((i = 0; i < $n; i++)); do echo c\$i > $M/lowonly/sub/c\$i || exit 0; mkdir $M/r/dir\$i || exit 0; done" 2>/dev/null
     local bg=$BG
-    for i in $(seq 200); do
-        [ "$(find "$U/lowonly/sub" -name 'c*' 2>/dev/null | head -n 100 | wc -l)" -ge 100 ] && break
-        sleep 0.05
-    done
+    wait_for_names "$U/lowonly/sub" 'c*' 100
     kill_daemon
     wait "$bg" 2>/dev/null || true
     ovl_mount
