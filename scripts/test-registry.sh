@@ -42,8 +42,10 @@ u() { "$UNIONFS" "$@"; }
 
 # ---- the registry ----
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# Ports are picked below the kernel's ephemeral range (32768 and up), so an outgoing connection cannot take
+# one between the check and the server's bind.
 PORT=
-for p in $(shuf -i 20000-60000 -n 50); do if port_free "$p"; then PORT=$p; break; fi; done
+for p in $(shuf -i 20000-32000 -n 50); do if port_free "$p"; then PORT=$p; break; fi; done
 [ -n "$PORT" ] || { echo "test-registry: no free port" >&2; exit 1; }
 REG=127.0.0.1:$PORT
 STORAGE=$T/registry
@@ -369,7 +371,7 @@ else bad "missing blob on the registry" "could not find the layer blob in $STORA
 # ---- basic auth (a second registry with an htpasswd file) ----
 if command -v htpasswd >/dev/null; then
   APORT=
-  for p in $(shuf -i 20000-60000 -n 50); do if [ "$p" != "$PORT" ] && port_free "$p"; then APORT=$p; break; fi; done
+  for p in $(shuf -i 20000-32000 -n 50); do if [ "$p" != "$PORT" ] && port_free "$p"; then APORT=$p; break; fi; done
   AREG=127.0.0.1:$APORT
   htpasswd -Bbn tester s3cret > "$T/htpasswd" 2>/dev/null
   sed -e "s|$STORAGE|$T/registry-auth|" -e "s|addr: $REG|addr: $AREG|" "$T/registry.yml" > "$T/registry-auth.yml"
@@ -391,8 +393,8 @@ else echo "# htpasswd (apache2-utils) missing: basic-auth tests skipped"; fi
 
 # ---- bearer tokens: the registry's token auth, with a small token server signing JWTs (python3 + openssl) ----
 if command -v python3 >/dev/null && command -v openssl >/dev/null; then
-  free_port() { for p in $(shuf -i 20000-60000 -n 50); do if [ "$p" != "$PORT" ] && port_free "$p"; then echo "$p"; return; fi; done; }
-  TPORT=$(free_port); BPORT=$(free_port)
+  free_port() { for p in $(shuf -i 20000-32000 -n 50); do if [ "$p" != "$PORT" ] && [ "$p" != "${1:-}" ] && port_free "$p"; then echo "$p"; return; fi; done; }
+  TPORT=$(free_port); BPORT=$(free_port "$TPORT")
   BREG=127.0.0.1:$BPORT
   openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/token.key" -out "$T/token.crt" -days 1 -subj /CN=unionfs-token 2>/dev/null
   cat >"$T/tokenserver.py" <<'PY'
@@ -431,7 +433,10 @@ PY
     "$TPORT" "$T/token.crt" >> "$T/registry-bearer.yml"
   "$REGISTRY_BIN" serve "$T/registry-bearer.yml" >>"$T/registry-bearer.log" 2>&1 &
   BEARER_PID=$!
-  for _ in $(seq 100); do port_free "$BPORT" || port_free "$TPORT" || break; sleep 0.05; done
+  for _ in $(seq 300); do port_free "$BPORT" || port_free "$TPORT" || break; sleep 0.05; done
+  # Say so loudly if a server did not come up, rather than failing every check below with "connection refused".
+  port_free "$TPORT" && echo "# token server not listening on $TPORT after 15 s: $(tail -n 3 "$T/token.err" 2>/dev/null | tr '\n' ' ')"
+  port_free "$BPORT" && echo "# bearer registry not listening on $BPORT after 15 s: $(tail -n 3 "$T/registry-bearer.log" | tr '\n' ' ')"
   check "bearer: anonymous push is refused clearly" sh -c "
     ! $UNIONFS push app:1 $BREG/team/app:1 --root $A >$T/b.out 2>&1 && grep -q 'unionfs: registry $BREG: .*authentication failed (no credentials' $T/b.out"
   check "bearer: push with --user gets a push token" sh -c "
