@@ -987,6 +987,52 @@ tc_overlay_capability_dropped_on_write() {
     assert_lowers_unchanged
 }
 
+# as_nobody CMD...: CMD as uid/gid 65534 with no supplementary groups (no CAP_FSETID)
+as_nobody() { x setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+
+# Writes, truncates and chowns clear set-ID bits as on a local filesystem [copy-up keeps modes]: set-user-ID
+# always for a writer without CAP_FSETID, set-group-ID when group-executable; root's writes keep them. Files whose
+# data is in the upper and files still in a lower layer, and a handle opened before the file became set-ID.
+tc_overlay_setid_cleared_on_write() {
+    local f pid
+    ovl_init 1
+    printf lower >"$L1/lower" && chmod 6777 "$L1/lower"
+    snapshot_lowers
+    chmod o+x "$T" "${T%/*}" # the writer without privileges must reach the mount
+    mkfifo "$T/go" && chmod 666 "$T/go"
+    ovl_mount
+    for f in upper root trunc otrunc chown early; do printf data >"$M/$f"; done
+    x chmod 6777 "$M/upper" "$M/trunc" "$M/otrunc"
+    x chmod 4777 "$M/root"
+    x chmod 6755 "$M/chown"
+    x chmod 666 "$M/early"
+    as_nobody sh -c 'echo more >> "$1"' - "$M/upper"
+    assert_eq 777 "$(stat_of %a "$M/upper")" "mode after a write without CAP_FSETID (data in the upper)"
+    as_nobody sh -c 'echo more >> "$1"' - "$M/lower"
+    assert_eq 777 "$(stat_of %a "$M/lower")" "mode after a write without CAP_FSETID (data in the lower)"
+    assert_eq 777 "$(stat -c %a "$U/lower")" "mode of the copy in the upper"
+    xs 'echo more >> "$M/root"'
+    assert_eq 4777 "$(stat_of %a "$M/root")" "mode after root's write"
+    as_nobody truncate -s 1 "$M/trunc"
+    assert_eq 777 "$(stat_of %a "$M/trunc")" "mode after a truncate without CAP_FSETID"
+    as_nobody sh -c ': > "$1"' - "$M/otrunc"
+    assert_eq 777 "$(stat_of %a "$M/otrunc")" "mode after open(O_TRUNC) without CAP_FSETID"
+    x chown 1:1 "$M/chown"
+    assert_eq "755 1 1" "$(stat_of '%a %u %g' "$M/chown")" "mode after chown of a 6755 file"
+    # A handle opened while the file was not set-ID, written after it became so.
+    setpriv --reuid=65534 --regid=65534 --clear-groups sh -c 'exec 3>>"$1"; read -r _ < "$2"; echo late >&3' - "$M/early" "$T/go" &
+    pid=$!
+    for _ in $(seq 100); do [ -e "/proc/$pid/fd/3" ] && break; sleep 0.05; done
+    [ -e "/proc/$pid/fd/3" ] || { kill "$pid"; fail "the writer did not open $M/early"; }
+    x chmod 4777 "$M/early"
+    echo go >"$T/go"
+    wait "$pid" || fail "the late write through an early handle failed"
+    assert_eq 777 "$(stat -c %a "$U/early")" "mode in the upper after a write through a handle from before chmod u+s"
+    assert_eq 777 "$(stat_of %a "$M/early")" "mode after a write through a handle from before chmod u+s"
+    assert_content "$M/early" $'datalate\n'
+    assert_lowers_unchanged
+}
+
 tc_overlay_statfs_reports_upper() {
     ovl_init 1
     echo f >"$L1/f"

@@ -78,6 +78,7 @@ public sealed unsafe class FuseSession : IDisposable
                 | InitFlags.NoExportSupport | InitFlags.DirectIoAllowMmap);
             if (_options.PosixAcl && _options.DefaultPermissions) wanted |= (ulong)InitFlags.PosixAcl;
             if (_options.PassthroughStackDepth > 0) wanted |= (ulong)InitFlags.Passthrough;
+            if (_fs.HandlesKillPriv) wanted |= (ulong)InitFlags.HandleKillprivV2;
             ulong agreed = offered & wanted;
             Negotiated = (InitFlags)agreed;
             KernelMinor = Math.Min(init.Minor, ProtocolMinor);

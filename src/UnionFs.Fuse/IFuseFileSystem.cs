@@ -3,8 +3,13 @@ using UnionFs.Posix;
 
 namespace UnionFs.Fuse;
 
-/// <summary>Who is asking: the caller's fsuid, fsgid and thread-group id (0 for RELEASE, FORGET, writeback).</summary>
-public readonly record struct RequestContext(uint Uid, uint Gid, uint Pid);
+/// <summary>
+/// Who is asking: the caller's fsuid, fsgid and thread-group id (0 for RELEASE, FORGET, writeback).
+/// <paramref name="KillSuidGid"/>: the caller lacks CAP_FSETID, so this WRITE, truncating SETATTR or O_TRUNC
+/// OPEN/CREATE must clear set-user-ID, and set-group-ID when group-executable (see
+/// <see cref="IFuseFileSystem.HandlesKillPriv"/>).
+/// </summary>
+public readonly record struct RequestContext(uint Uid, uint Gid, uint Pid, bool KillSuidGid = false);
 
 /// <summary>
 /// An inode-based filesystem served over FUSE, in the shape of go-fuse's raw API and fuser's Filesystem trait.
@@ -23,6 +28,13 @@ public readonly record struct RequestContext(uint Uid, uint Gid, uint Pid);
 /// </summary>
 public interface IFuseFileSystem
 {
+    /// <summary>
+    /// The filesystem clears set-user-ID/set-group-ID bits and security.capability itself on write, truncate and
+    /// chown (HANDLE_KILLPRIV_V2), as <see cref="RequestContext.KillSuidGid"/> asks. The kernel then trusts an
+    /// inode it has once seen without them, instead of asking for security.capability before every write(2).
+    /// </summary>
+    bool HandlesKillPriv => false;
+
     /// <summary>Called once after INIT with what was negotiated.</summary>
     void Initialized(FuseSession session) { }
 

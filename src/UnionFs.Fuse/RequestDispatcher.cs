@@ -87,7 +87,8 @@ public sealed class RequestDispatcher
             case Opcode.SetAttr:
             {
                 if (!Read(body, out SetAttrIn s, out _)) return Errno.EINVAL;
-                return _fs.SetAttr(ctx, node, s, ref Out<AttrOut>(output, ref length));
+                var c = ctx with { KillSuidGid = (s.Valid & SetAttrValid.KillSuidGid) != 0 };
+                return _fs.SetAttr(c, node, s, ref Out<AttrOut>(output, ref length));
             }
             case Opcode.ReadLink:
             {
@@ -134,7 +135,8 @@ public sealed class RequestDispatcher
             case Opcode.Open:
             {
                 if (!Read(body, out OpenIn o, out _)) return Errno.EINVAL;
-                return _fs.Open(ctx, node, (int)o.Flags, ref Out<OpenOut>(output, ref length));
+                var c = ctx with { KillSuidGid = (o.OpenFlags & OpenInFlags.KillSuidGid) != 0 };
+                return _fs.Open(c, node, (int)o.Flags, ref Out<OpenOut>(output, ref length));
             }
             case Opcode.Create:
             case Opcode.TmpFile:
@@ -142,11 +144,12 @@ public sealed class RequestDispatcher
                 if (!Read(body, out CreateIn c, out var rest)) return Errno.EINVAL;
                 ref EntryOut entry = ref Out<EntryOut>(output, ref length);
                 ref OpenOut open = ref Out<OpenOut>(output, ref length);
+                var cc = ctx with { KillSuidGid = (c.OpenFlags & OpenInFlags.KillSuidGid) != 0 };
                 int err;
                 if (h.Opcode == Opcode.TmpFile)
-                    err = _fs.TmpFile(ctx, node, (int)c.Flags, c.Mode, c.Umask, ref entry, ref open);
+                    err = _fs.TmpFile(cc, node, (int)c.Flags, c.Mode, c.Umask, ref entry, ref open);
                 else if (!Name(rest, out var name, out _)) return Errno.EINVAL;
-                else err = _fs.Create(ctx, node, name, (int)c.Flags, c.Mode, c.Umask, ref entry, ref open);
+                else err = _fs.Create(cc, node, name, (int)c.Flags, c.Mode, c.Umask, ref entry, ref open);
                 return err;
             }
             case Opcode.Read:
@@ -160,7 +163,8 @@ public sealed class RequestDispatcher
             case Opcode.Write:
             {
                 if (!Read(body, out ReadIn w, out var data) || w.Size > (uint)data.Length) return Errno.EINVAL;
-                int err = _fs.Write(ctx, node, w.Fh, (long)w.Offset, data[..(int)w.Size], w.ReadFlags, out int n);
+                var c = ctx with { KillSuidGid = (w.ReadFlags & WriteFlags.KillSuidGid) != 0 };
+                int err = _fs.Write(c, node, w.Fh, (long)w.Offset, data[..(int)w.Size], w.ReadFlags, out int n);
                 if (err == 0) Out<WriteOut>(output, ref length).Size = (uint)n;
                 return err;
             }

@@ -26,6 +26,7 @@ public sealed unsafe partial class OverlayFileSystem
         // look the path up again, as a local filesystem would have resolved it after the change.
         if (fd is -Errno.ENOENT or -Errno.ENXIO) return Errno.ESTALE;
         if (fd < 0) return -fd;
+        if (ctx.KillSuidGid && (flags & Libc.O_TRUNC) != 0) DropSetId(node, fd);
         int e2 = Opened(n, fd, lowerData, ref open);
         if (lowerData && (open.Fh & PassthroughHandle) == 0) open.Fh |= LowerHandle;
         return e2;
@@ -90,7 +91,10 @@ public sealed unsafe partial class OverlayFileSystem
         {
             // (Once registration has failed for good, _passthrough is off, but opens of inodes that still have a
             // backing file must keep using it: the kernel would refuse them otherwise.)
-            if (_passthrough && n.BackingRefs == 0 && n.CachedOpens == 0 && !lowerData) RegisterBacking(n, fd);
+            // Set-ID files stay on the page cache: the kernel leaves clearing their bits on write to us, and
+            // passthrough writes never reach us (see RegisterBacking for files that become set-ID later).
+            if (_passthrough && n.BackingRefs == 0 && n.CachedOpens == 0 && !lowerData && !IsSetId(fd))
+                RegisterBacking(n, fd);
             if (n.BackingId > 0)
             {
                 // Also for a reader that opened the lower file just before a copy-up: the backing file is the copy.
@@ -114,9 +118,17 @@ public sealed unsafe partial class OverlayFileSystem
     /// passthrough open, from this one's path and with that open's flags, so the descriptor's access mode does not
     /// matter. Caller holds the node's CopyUpLock.
     /// </summary>
+    /// <remarks>
+    /// The kernel does a passthrough write with the credentials of whoever registered the backing file, and leaves
+    /// clearing set-ID bits to us (HANDLE_KILLPRIV_V2) — yet the write never reaches us. So the registration is
+    /// made without CAP_FSETID: a file made set-ID while passthrough opens of it exist then loses the bits on the
+    /// next write through them, as the backing filesystem clears them for a writer without that capability. (Set-ID
+    /// files are never registered, see <see cref="Opened"/>, so root's writes to them keep the bits as usual.)
+    /// </remarks>
     void RegisterBacking(Node n, int fd)
     {
-        int id = _session!.OpenBacking(fd);
+        int id;
+        using (Capabilities.WithoutFsetid()) id = _session!.OpenBacking(fd);
         if (id > 0) { n.BackingId = id; n.PageCacheStale = true; return; }
         _log.LogWarning("passthrough: registering the backing file of node {Node} failed: {Error}", n.Id, Errno.Describe(-id));
         if (id is -Errno.EPERM or -Errno.EOPNOTSUPP or -Errno.ELOOP or -Errno.ENOTTY)
@@ -155,16 +167,50 @@ public sealed unsafe partial class OverlayFileSystem
         return FsUtil.ReadFull((int)fh, offset, buffer, out bytesRead);
     }
 
-    public int Write(in RequestContext ctx, ulong node, ulong fh, long offset, ReadOnlySpan<byte> data, uint writeFlags, out int written) =>
-        FsUtil.WriteAt((int)fh, offset, data, out written);
+    public int Write(in RequestContext ctx, ulong node, ulong fh, long offset, ReadOnlySpan<byte> data, uint writeFlags, out int written)
+    {
+        // Before the data, as a local filesystem does: a reader never sees new content under the old bits.
+        if (ctx.KillSuidGid) DropSetId(node, (int)fh);
+        return FsUtil.WriteAt((int)fh, offset, data, out written);
+    }
 
     public int Flush(in RequestContext ctx, ulong node, ulong fh) => 0;
+
+    /// <summary>Whether an open file has set-user-ID, or set-group-ID, in its mode.</summary>
+    static bool IsSetId(int fd)
+    {
+        Statx st;
+        return Libc.statx(fd, Empty, Libc.AT_EMPTY_PATH, Statx.TypeAndMode, &st) != 0 || (st.Mode & (Libc.S_ISUID | Libc.S_ISGID)) != 0;
+    }
+
+    /// <summary>
+    /// What a write, truncate or fallocate by a caller without CAP_FSETID does to a regular file on a local
+    /// filesystem: set-user-ID goes, and set-group-ID when the group may execute (without group execute it marks
+    /// mandatory locking, not a privilege). security.capability needs nothing here: the backing filesystem drops it
+    /// on any write or truncate, including ours.
+    /// </summary>
+    void DropSetId(ulong node, int fd)
+    {
+        Statx st;
+        if (Libc.statx(fd, Empty, Libc.AT_EMPTY_PATH, Statx.TypeAndMode, &st) != 0 || st.Type != Libc.S_IFREG) return;
+        uint mode = st.Mode & 0xFFFu, kept = mode & ~Libc.S_ISUID;
+        if ((mode & Libc.S_IXGRP) != 0) kept &= ~Libc.S_ISGID;
+        if (kept == mode || Libc.fchmod(fd, kept) != 0) return;
+        // The kernel's copy of the mode is now stale, and a write's reply carries no attributes. Dropping cached
+        // attributes takes no lock the request in flight holds, so it is safe from inside its handler.
+        _session?.NotifyInvalidateInode(node, -1, 0);
+    }
 
     public int Fsync(in RequestContext ctx, ulong node, ulong fh, bool dataOnly) =>
         _options.Volatile ? 0 : FsUtil.Err(dataOnly ? Libc.fdatasync((int)fh) : Libc.fsync((int)fh));
 
-    public int Fallocate(in RequestContext ctx, ulong node, ulong fh, long offset, long length, int mode) =>
-        FsUtil.Err(Libc.fallocate((int)fh, mode, offset, length));
+    public int Fallocate(in RequestContext ctx, ulong node, ulong fh, long offset, long length, int mode)
+    {
+        // The kernel sends no kill flag with FALLOCATE and COPY_FILE_RANGE, and has left the bits to us: a caller
+        // other than root stands for one without CAP_FSETID.
+        if (ctx.Uid != 0) DropSetId(node, (int)fh);
+        return FsUtil.Err(Libc.fallocate((int)fh, mode, offset, length));
+    }
 
     public int Lseek(in RequestContext ctx, ulong node, ulong fh, long offset, int whence, out long result)
     {
@@ -174,6 +220,7 @@ public sealed unsafe partial class OverlayFileSystem
 
     public int CopyFileRange(in RequestContext ctx, ulong nodeIn, ulong fhIn, long offIn, ulong nodeOut, ulong fhOut, long offOut, long length, out long copied)
     {
+        if (ctx.Uid != 0) DropSetId(nodeOut, (int)fhOut);
         nint r = Libc.copy_file_range((int)fhIn, &offIn, (int)fhOut, &offOut, (nint)length, 0);
         copied = r;
         return r < 0 ? Errno.Last : 0;

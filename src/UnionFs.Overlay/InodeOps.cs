@@ -17,8 +17,9 @@ public sealed unsafe partial class OverlayFileSystem
         // size would shrink the kernel's idea of a file that has grown in the upper since.
         e = StatNode(n, out st);
         if (e != 0) return e;
-        attr.AttrValid = _entryTimeout;
-        attr.AttrValidNsec = _entryTimeoutNsec;
+        bool mayChange = ModeMayChangeUnseen(n, st);
+        attr.AttrValid = mayChange ? 0 : _entryTimeout;
+        attr.AttrValidNsec = mayChange ? 0 : _entryTimeoutNsec;
         FillAttr(n, st, ref attr.Attr);
         return 0;
     }
@@ -63,6 +64,7 @@ public sealed unsafe partial class OverlayFileSystem
                 if (fd < 0) return -fd;
                 int r = Libc.ftruncate(fd, (long)s.Size);
                 e = r < 0 ? Errno.Last : 0;
+                if (e == 0 && ctx.KillSuidGid) DropSetId(node, fd); // (the reply below carries the new mode)
                 if ((s.Valid & SetAttrValid.Fh) == 0) Libc.close(fd);
                 if (e != 0) return e;
             }

@@ -69,6 +69,9 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
 
     public OverlayOptions Options => _options;
     public bool HasUpper => _options.Writable;
+    /// <summary>Set-ID bits are cleared in FileOps (DropSetId); capabilities and chown's clearing are the upper
+    /// filesystem's own doing on our writes, truncates and chowns.</summary>
+    public bool HandlesKillPriv => true;
     internal NodeTable Nodes => _nodes;
 
     static Layer OpenLayer(string path, ulong tag, bool upper)
@@ -177,7 +180,13 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
         entry.EntryValid = entry.AttrValid = _entryTimeout;
         entry.EntryValidNsec = entry.AttrValidNsec = _entryTimeoutNsec;
         FillAttr(node, st, ref entry.Attr);
+        if (ModeMayChangeUnseen(node, st)) entry.AttrValid = entry.AttrValidNsec = 0;
     }
+
+    /// <summary>A set-ID file with passthrough opens: a write through one clears the bits in the upper without any
+    /// request reaching us (see RegisterBacking), so the kernel must not keep its attributes.</summary>
+    static bool ModeMayChangeUnseen(Node node, in Statx st) =>
+        node.BackingRefs > 0 && (st.Mode & (Libc.S_ISUID | Libc.S_ISGID)) != 0;
 
     void FillAttr(Node node, in Statx st, ref Attr attr)
     {

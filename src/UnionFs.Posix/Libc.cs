@@ -25,7 +25,7 @@ public static unsafe partial class Libc
     public const ulong RESOLVE_NO_XDEV = 1, RESOLVE_NO_MAGICLINKS = 2, RESOLVE_NO_SYMLINKS = 4, RESOLVE_BENEATH = 8, RESOLVE_IN_ROOT = 0x10;
 
     public const uint S_IFMT = 0xF000, S_IFSOCK = 0xC000, S_IFLNK = 0xA000, S_IFREG = 0x8000, S_IFBLK = 0x6000,
-        S_IFDIR = 0x4000, S_IFCHR = 0x2000, S_IFIFO = 0x1000;
+        S_IFDIR = 0x4000, S_IFCHR = 0x2000, S_IFIFO = 0x1000, S_ISUID = 0x800, S_ISGID = 0x400, S_IXGRP = 0x8;
 
     public const int SEEK_SET = 0, SEEK_CUR = 1, SEEK_END = 2, SEEK_DATA = 3, SEEK_HOLE = 4;
     public const int MNT_FORCE = 1, MNT_DETACH = 2;
@@ -66,6 +66,10 @@ public static unsafe partial class Libc
     public static partial nint copy_file_range(int fdIn, long* offIn, int fdOut, long* offOut, nint len, uint flags);
     [LibraryImport(L, EntryPoint = "ioctl", SetLastError = true)]
     public static partial int ioctl(int fd, nuint request, void* arg);
+    [LibraryImport(L, EntryPoint = "capget", SetLastError = true)]
+    public static partial int capget(CapHeader* header, CapData* data);
+    [LibraryImport(L, EntryPoint = "capset", SetLastError = true)]
+    public static partial int capset(CapHeader* header, CapData* data);
     [LibraryImport(L, EntryPoint = "ioctl", SetLastError = true)]
     public static partial int ioctl(int fd, nuint request, nint arg);
     [LibraryImport(L, EntryPoint = "fcntl", SetLastError = true)]
@@ -186,13 +190,21 @@ public struct Statx
     public StatxTimestamp ATime, BTime, CTime, MTime;
     public uint RDevMajor, RDevMinor, DevMajor, DevMinor;
 
-    public const uint BasicStats = 0x7ff;
+    public const uint BasicStats = 0x7ff, TypeAndMode = 0x3;
     public readonly uint Type => Mode & Libc.S_IFMT;
     public readonly bool IsDir => Type == Libc.S_IFDIR;
     public readonly bool IsWhiteoutDevice => Type == Libc.S_IFCHR && RDevMajor == 0 && RDevMinor == 0;
     public readonly ulong Dev => Libc.MakeDev(DevMajor, DevMinor);
     public readonly ulong RDev => Libc.MakeDev(RDevMajor, RDevMinor);
 }
+
+/// <summary>struct __user_cap_header_struct; pid 0 is the calling thread.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct CapHeader { public uint Version; public int Pid; public const uint Version3 = 0x20080522; }
+
+/// <summary>struct __user_cap_data_struct; version 3 takes two of them (capabilities 0-31 and 32-63).</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct CapData { public uint Effective, Permitted, Inheritable; }
 
 /// <summary>struct statvfs on 64-bit Linux.</summary>
 [StructLayout(LayoutKind.Sequential)]

@@ -37,6 +37,18 @@ public static class OpenFlags
         ParallelDirectWrites = 64, Passthrough = 128;
 }
 
+/// <summary>fuse_write_in.write_flags.</summary>
+public static class WriteFlags
+{
+    public const uint Cache = 1, LockOwner = 2, KillSuidGid = 4;
+}
+
+/// <summary>fuse_open_in.open_flags (OPEN and CREATE).</summary>
+public static class OpenInFlags
+{
+    public const uint KillSuidGid = 1;
+}
+
 public static class SetAttrValid
 {
     public const uint Mode = 1, Uid = 2, Gid = 4, Size = 8, ATime = 16, MTime = 32, Fh = 64, ATimeNow = 128,
