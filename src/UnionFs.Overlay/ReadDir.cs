@@ -85,11 +85,14 @@ public sealed unsafe partial class OverlayFileSystem
     {
         if (_nodes.Get(node) is not { } dir) return Errno.ESTALE;
         if (!dir.IsDir) return Errno.ENOTDIR;
-        var entries = dir.Listing;
-        if (entries is null || (offset == 0 && dir.ListingStale))
+        // The listing state is made here, before the directory is read: a change that Changed() could not mark
+        // stale because the state did not exist yet happened before this read.
+        var listing = dir.Listing ?? Interlocked.CompareExchange(ref dir.Listing, new DirListing(), null) ?? dir.Listing!;
+        var entries = listing.Entries;
+        if (entries is null || (offset == 0 && listing.Stale))
         {
-            dir.ListingStale = false;
-            dir.Listing = entries = ReadMerged(dir, withInodes: true);
+            listing.Stale = false;
+            listing.Entries = entries = ReadMerged(dir, withInodes: true);
         }
         if (offset >= entries.Count)
         {
@@ -116,7 +119,10 @@ public sealed unsafe partial class OverlayFileSystem
     }
 
     /// <summary>A directory's entries changed through the mount.</summary>
-    static void Changed(Node dir) => dir.ListingStale = true;
+    static void Changed(Node dir)
+    {
+        if (dir.Listing is { } listing) listing.Stale = true;
+    }
 
     public int FsyncDir(in RequestContext ctx, ulong node, ulong fh, bool dataOnly)
     {
