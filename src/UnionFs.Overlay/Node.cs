@@ -44,8 +44,8 @@ public sealed class LayerDir
 /// <remarks>
 /// There is one of these for every entry the kernel has seen (READDIRPLUS hands out a node per name listed), so its
 /// size is most of the daemon's heap: only what a lookup and getattr need is stored here. State that only opened,
-/// renamed, removed or metacopy objects need lives in <see cref="NodeExtra"/>, made on first write to it; the
-/// properties below keep the field names, reading a default while there is none.
+/// renamed, removed or metacopy objects need lives in <see cref="NodeExtra"/>, made when first needed; the
+/// properties below keep the field names, and the plain ones read a default while there is none.
 /// </remarks>
 public sealed class Node
 {
@@ -85,8 +85,6 @@ public sealed class Node
     public bool Indexed;
     /// <summary>The lower file's link count when this node met it: names a not yet linked-up sibling still has.</summary>
     public uint LowerNLink;
-    /// <summary>Directories: the merged listing being served (see ReadDir); null when no listing is in progress.</summary>
-    public DirListing? Listing;
     /// <summary>The object is known to have no security.capability xattr (xattrs change only through this mount);
     /// <see cref="XattrChanges"/> counts setxattr calls, so a lookup that raced with one does not record it.
     /// Written under <see cref="CopyUpLock"/>.</summary>
@@ -167,7 +165,8 @@ public sealed class NodeExtra
     public readonly Lock CopyUpLock = new();
 }
 
-/// <summary>A directory listing being served: the snapshot, and whether the directory changed since it was built.</summary>
+/// <summary>A directory listing being served (see ReadDir): the snapshot, and whether the directory changed since it
+/// was built.</summary>
 public sealed class DirListing
 {
     public volatile List<DirEntry>? Entries;
