@@ -21,6 +21,8 @@ public readonly record struct DirEntry(byte[] Name, ulong Ino, uint Type);
 /// (0 = upper when the mount is writable).</summary>
 public sealed record Location(Node? Parent, byte[] NameZ, int Layer)
 {
+    /// <summary>A new node's place until it is given one (shared: locations are never changed, only replaced).</summary>
+    public static readonly Location Nowhere = new(null, [0], 0);
     public ReadOnlySpan<byte> Name => NameZ.AsSpan(0, NameZ.Length - 1);
 }
 
@@ -39,65 +41,101 @@ public sealed class LayerDir
 /// A node the kernel knows by id. Non-directories are addressed as (parent's descriptor in <see cref="Layer"/>, name),
 /// never by a joined path; directories keep an O_PATH descriptor for every layer that contributes to them.
 /// </summary>
+/// <remarks>
+/// There is one of these for every entry the kernel has seen (READDIRPLUS hands out a node per name listed), so its
+/// size is most of the daemon's heap: only what a lookup and getattr need is stored here. State that only opened,
+/// renamed, removed or metacopy objects need lives in <see cref="NodeExtra"/>, made when first needed; the
+/// properties below keep the field names, and the plain ones read a default while there is none.
+/// </remarks>
 public sealed class Node
 {
     public Node(ulong id, uint type) { Id = id; Type = type; }
 
-    public ulong Id { get; }
+    /// <summary>The FUSE node id; given by <see cref="NodeTable"/> when the node is registered.</summary>
+    public ulong Id { get; internal set; }
     /// <summary>S_IFMT bits; never changes for a node id (the kernel marks the inode bad if it did).</summary>
     public uint Type { get; }
     public bool IsDir => Type == Libc.S_IFDIR;
 
     // Everything below is guarded by the filesystem's namespace lock when written; readers take snapshots.
     /// <summary>Where the object is: replaced whole (rename, copy-up), so a reader never sees half an update.</summary>
-    public volatile Location Loc = new(null, [0], 0);
+    public volatile Location Loc = Location.Nowhere;
     public Node? Parent => Loc.Parent;
     public int Layer => Loc.Layer;
     public ReadOnlySpan<byte> Name => Loc.NameZ.AsSpan(0, Loc.NameZ.Length - 1);
-    /// <summary>For a renamed (redirected) directory: the path of its lower part from the layer roots.</summary>
-    public string? RedirectPath;
-    /// <summary>A descriptor kept for an object whose name was removed while it was open.</summary>
-    public int UnlinkedFd = -1;
     /// <summary>st_ino as users see it: stable across copy-up and remount.</summary>
     public ulong Ino;
     /// <summary>Directories: contributing layers, topmost first. Replaced whole, never mutated in place.</summary>
     public LayerDir[] Dirs = [];
-    /// <summary>The identity key in the node table: (layer, st_dev, st_ino) of the topmost object.</summary>
-    public (int Layer, ulong Dev, ulong Ino) Key;
+    /// <summary>The identity key in the node table: (layer, st_dev, st_ino) of the topmost object.
+    /// Changed only through <see cref="NodeTable.Rekey"/>, which takes the node out of the table first.
+    /// Kept as three fields: a (int, ulong, ulong) field would carry 4 bytes of padding into every node.</summary>
+    public (int Layer, ulong Dev, ulong Ino) Key
+    {
+        get => (_keyLayer, _keyDev, _keyIno);
+        set => (_keyLayer, _keyDev, _keyIno) = value;
+    }
+    int _keyLayer;
+    ulong _keyDev, _keyIno;
     /// <summary>Upper directory holding copied-up children, whose st_ino comes from an origin xattr.</summary>
     public bool Impure;
     /// <summary>A metadata-only copy-up: attributes live in the upper, data is still read from <see cref="DataLoc"/>.</summary>
     public volatile bool Metacopy;
-    public Location? DataLoc;
     /// <summary>An upper file that also has an entry in the hard-link index.</summary>
     public bool Indexed;
     /// <summary>The lower file's link count when this node met it: names a not yet linked-up sibling still has.</summary>
     public uint LowerNLink;
-    /// <summary>Directories: the merged listing being served, and whether the directory changed since it was built.</summary>
-    public List<DirEntry>? Listing;
-    public volatile bool ListingStale;
     /// <summary>The object is known to have no security.capability xattr (xattrs change only through this mount);
     /// <see cref="XattrChanges"/> counts setxattr calls, so a lookup that raced with one does not record it.
     /// Written under <see cref="CopyUpLock"/>.</summary>
     public volatile bool NoCapability;
-    public int XattrChanges;
     /// <summary>The name is gone (unlinked or replaced); only open handles still reach the object.</summary>
     public bool Unlinked;
 
-    /// <summary>The kernel's references (lookup count) and the children that point at this node as parent.</summary>
-    public long Lookups, ChildRefs;
+    /// <summary>The kernel's references (lookup count) and the children that point at this node as parent.
+    /// Guarded by the node table's lock.</summary>
+    public long Lookups;
+    public int ChildRefs;
 
-    /// <summary>Open handles, and a descriptor of the object kept while any is open (for unlinked nodes).</summary>
-    public int OpenCount;
+    NodeExtra? _extra;
+    /// <summary>The rarely needed state, made on first use.</summary>
+    NodeExtra Extra => _extra ?? Interlocked.CompareExchange(ref _extra, new NodeExtra(), null) ?? _extra!;
+
+    /// <summary>For a renamed (redirected) directory: the path of its lower part from the layer roots.</summary>
+    public string? RedirectPath
+    {
+        get => _extra?.RedirectPath;
+        set { if (value is not null || _extra is not null) Extra.RedirectPath = value; }
+    }
+    /// <summary>A descriptor kept for an object whose name was removed while it was open.</summary>
+    public int UnlinkedFd
+    {
+        get => _extra?.UnlinkedFd ?? -1;
+        set { if (value >= 0 || _extra is not null) Extra.UnlinkedFd = value; }
+    }
+    public Location? DataLoc
+    {
+        get => _extra?.DataLoc;
+        set { if (value is not null || _extra is not null) Extra.DataLoc = value; }
+    }
+    public int XattrChanges
+    {
+        get => _extra?.XattrChanges ?? 0;
+        set => Extra.XattrChanges = value;
+    }
+    // Counters used with ++, -- and Interlocked: references into the side object (which they create).
+    /// <summary>Open handles.</summary>
+    public ref int OpenCount => ref Extra.OpenCount;
     /// <summary>Passthrough: the kernel's backing id and the opens sharing it; the opens that use the page cache
     /// instead; and whether passthrough writes may have left the page cache behind the file.
     /// Guarded by <see cref="CopyUpLock"/>.</summary>
-    public int BackingId, BackingRefs, CachedOpens;
-    public bool PageCacheStale;
+    public ref int BackingId => ref Extra.BackingId;
+    public ref int BackingRefs => ref Extra.BackingRefs;
+    public ref int CachedOpens => ref Extra.CachedOpens;
+    public ref bool PageCacheStale => ref Extra.PageCacheStale;
     /// <summary>Serializes copy-up and the passthrough fields above. Made on first use: most nodes are only looked up
-    /// and read, and one Lock per node was about half a megabyte of a 17,000-entry tree's heap.</summary>
-    public Lock CopyUpLock => _copyUpLock ?? Interlocked.CompareExchange(ref _copyUpLock, new Lock(), null) ?? _copyUpLock!;
-    Lock? _copyUpLock;
+    /// and read.</summary>
+    public Lock CopyUpLock => Extra.CopyUpLock;
 
     /// <summary>The descriptor of this directory in <paramref name="layer"/>, or -1.</summary>
     public int DirFd(int layer)
@@ -112,4 +150,25 @@ public sealed class Node
         name.CopyTo(z);
         return z;
     }
+}
+
+/// <summary>The part of a <see cref="Node"/> that few nodes need (see its remarks); the same locks guard it.</summary>
+public sealed class NodeExtra
+{
+    public string? RedirectPath;
+    public int UnlinkedFd = -1;
+    public Location? DataLoc;
+    public int XattrChanges;
+    public int OpenCount;
+    public int BackingId, BackingRefs, CachedOpens;
+    public bool PageCacheStale;
+    public readonly Lock CopyUpLock = new();
+}
+
+/// <summary>A directory listing being served (see ReadDir): the snapshot, and whether the directory changed since it
+/// was built.</summary>
+public sealed class DirListing
+{
+    public volatile List<DirEntry>? Entries;
+    public volatile bool Stale;
 }

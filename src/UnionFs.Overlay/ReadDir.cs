@@ -76,8 +76,12 @@ public sealed unsafe partial class OverlayFileSystem
     /// </summary>
     public int OpenDir(in RequestContext ctx, ulong node, int flags, ref OpenOut open) => Errno.ENOSYS;
 
+    /// <summary>The listings being served, by directory. Few directories are in the middle of a listing at a time,
+    /// so this is not a field of every node; an entry goes away with its node if a listing is never finished.</summary>
+    readonly System.Runtime.CompilerServices.ConditionalWeakTable<Node, DirListing> _listings = new();
+
     /// <summary>
-    /// Serves the merged listing from a snapshot kept on the directory's node: cookies are indexes + 1 into it, so
+    /// Serves the merged listing from a snapshot kept for the directory: cookies are indexes + 1 into it, so
     /// they stay valid while a listing is in progress even if the directory changes. A change marks the snapshot
     /// stale; it is rebuilt when a listing starts again from the beginning, and dropped once read to the end.
     /// </summary>
@@ -85,15 +89,18 @@ public sealed unsafe partial class OverlayFileSystem
     {
         if (_nodes.Get(node) is not { } dir) return Errno.ESTALE;
         if (!dir.IsDir) return Errno.ENOTDIR;
-        var entries = dir.Listing;
-        if (entries is null || (offset == 0 && dir.ListingStale))
+        // The listing state is made here, before the directory is read: a change that Changed() could not mark
+        // stale because the state did not exist yet happened before this read.
+        var listing = _listings.GetValue(dir, static _ => new DirListing());
+        var entries = listing.Entries;
+        if (entries is null || (offset == 0 && listing.Stale))
         {
-            dir.ListingStale = false;
-            dir.Listing = entries = ReadMerged(dir, withInodes: true);
+            listing.Stale = false;
+            listing.Entries = entries = ReadMerged(dir, withInodes: true);
         }
         if (offset >= entries.Count)
         {
-            dir.Listing = null; // read to the end: the kernel has it now
+            _listings.Remove(dir); // read to the end: the kernel has it now
             return 0;
         }
         for (int i = (int)Math.Max(0, offset); i < entries.Count; i++)
@@ -116,7 +123,10 @@ public sealed unsafe partial class OverlayFileSystem
     }
 
     /// <summary>A directory's entries changed through the mount.</summary>
-    static void Changed(Node dir) => dir.ListingStale = true;
+    void Changed(Node dir)
+    {
+        if (_listings.TryGetValue(dir, out var listing)) listing.Stale = true;
+    }
 
     public int FsyncDir(in RequestContext ctx, ulong node, ulong fh, bool dataOnly)
     {
