@@ -8,12 +8,12 @@ public class NodeTableTests
     static (NodeTable, Node) WithRoot()
     {
         var t = new NodeTable();
-        var root = t.AddRoot(new Node(1, Libc.S_IFDIR) { Key = (0, 1, 1) });
+        var root = t.AddRoot(new Node(Libc.S_IFDIR) { Key = (0, 1, 1) });
         return (t, root);
     }
 
     static Node File(NodeTable t, ulong ino) =>
-        new(t.NewId(), Libc.S_IFREG) { Key = (0, 1, ino), Loc = new Location(t.Get(1), [0], 0) };
+        new(Libc.S_IFREG) { Key = (0, 1, ino), Loc = new Location(t.Get(1), [0], 0) };
 
     [Fact]
     public void Registered_nodes_are_found_by_id_and_key()
@@ -63,8 +63,8 @@ public class NodeTableTests
     public void A_node_lives_while_a_child_points_at_it()
     {
         var (t, root) = WithRoot();
-        var dir = t.AddOrAcquire(new Node(t.NewId(), Libc.S_IFDIR) { Key = (0, 1, 20), Loc = new Location(root, [0], 0) }, root);
-        var child = t.AddOrAcquire(new Node(t.NewId(), Libc.S_IFREG) { Key = (0, 1, 21), Loc = new Location(dir, [0], 0) }, dir);
+        var dir = t.AddOrAcquire(new Node(Libc.S_IFDIR) { Key = (0, 1, 20), Loc = new Location(root, [0], 0) }, root);
+        var child = t.AddOrAcquire(new Node(Libc.S_IFREG) { Key = (0, 1, 21), Loc = new Location(dir, [0], 0) }, dir);
         t.Forget(dir.Id, 1);
         Assert.Same(dir, t.Get(dir.Id));
         t.Forget(child.Id, 1);
@@ -84,7 +84,7 @@ public class NodeTableTests
         Assert.Same(a, t.AcquireExisting((0, 2, 30)));
         Assert.Equal((0, 2UL, 30UL), a.Key);
 
-        var dir = t.AddOrAcquire(new Node(t.NewId(), Libc.S_IFDIR) { Key = (0, 2, 30) }, root);
+        var dir = t.AddOrAcquire(new Node(Libc.S_IFDIR) { Key = (0, 2, 30) }, root);
         Assert.NotSame(a, dir);
         Assert.True(a.Unlinked);
         Assert.Same(dir, t.AcquireExisting((0, 2, 30)));
@@ -94,7 +94,7 @@ public class NodeTableTests
     [Fact]
     public void Rare_state_reads_defaults_until_written()
     {
-        var n = new Node(0, Libc.S_IFREG);
+        var n = new Node(Libc.S_IFREG);
         Assert.Equal(-1, n.UnlinkedFd);
         Assert.Null(n.RedirectPath);
         Assert.Null(n.DataLoc);

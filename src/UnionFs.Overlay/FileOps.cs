@@ -264,7 +264,7 @@ public sealed unsafe partial class OverlayFileSystem
     {
         Statx st;
         Libc.statx(fd, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &st);
-        var node = new Node(_nodes.NewId(), Libc.S_IFREG)
+        var node = new Node(Libc.S_IFREG)
         {
             Key = (0, st.Dev, st.Ino), Loc = new Location(parent, [0], 0), Ino = MakeIno(0, st.Ino),
         };

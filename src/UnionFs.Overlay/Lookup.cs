@@ -84,7 +84,7 @@ public sealed unsafe partial class OverlayFileSystem
             return 0;
         }
 
-        var fresh = new Node(_nodes.NewId(), st.Type)
+        var fresh = new Node(st.Type)
         {
             Key = key,
             Loc = new Location(parent, Node.MakeNameZ(name), ld.Layer),

@@ -49,7 +49,7 @@ public sealed class LayerDir
 /// </remarks>
 public sealed class Node
 {
-    public Node(ulong id, uint type) { Id = id; Type = type; }
+    public Node(uint type) { Type = type; }
 
     /// <summary>The FUSE node id; given by <see cref="NodeTable"/> when the node is registered.</summary>
     public ulong Id { get; internal set; }
@@ -131,6 +131,8 @@ public sealed class Node
     /// Guarded by <see cref="CopyUpLock"/>.</summary>
     public ref int BackingId => ref Extra.BackingId;
     public ref int BackingRefs => ref Extra.BackingRefs;
+    /// <summary>Whether passthrough opens exist; a read that does not make the side object.</summary>
+    public bool HasBackingOpens => _extra is { BackingRefs: > 0 };
     public ref int CachedOpens => ref Extra.CachedOpens;
     public ref bool PageCacheStale => ref Extra.PageCacheStale;
     /// <summary>Serializes copy-up and the passthrough fields above. Made on first use: most nodes are only looked up

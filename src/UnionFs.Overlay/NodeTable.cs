@@ -51,9 +51,6 @@ public sealed class NodeTable
         return root;
     }
 
-    /// <summary>The id to construct a node with: none yet. <see cref="AddOrAcquire(Node, Node?, long)"/> gives it one
-    /// when it registers it, so a node that loses a race to another lookup never holds a slot.</summary>
-    public ulong NewId() => 0;
 
     public Node? Get(ulong id)
     {

@@ -134,7 +134,7 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
         }
         Statx st;
         Libc.statx(dirs[0].Fd, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &st);
-        var root = new Node(1, Libc.S_IFDIR)
+        var root = new Node(Libc.S_IFDIR)
         {
             Dirs = dirs.ToArray(), Key = (0, st.Dev, st.Ino), Ino = 1,
             Impure = _layers[0].IsUpper && Markers.GetString(dirs[0].Fd, ReadOnlySpan<byte>.Empty, _x.Impure) is not null,
@@ -186,7 +186,7 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
     /// <summary>A set-ID file with passthrough opens: a write through one clears the bits in the upper without any
     /// request reaching us (see RegisterBacking), so the kernel must not keep its attributes.</summary>
     static bool ModeMayChangeUnseen(Node node, in Statx st) =>
-        node.BackingRefs > 0 && (st.Mode & (Libc.S_ISUID | Libc.S_ISGID)) != 0;
+        (st.Mode & (Libc.S_ISUID | Libc.S_ISGID)) != 0 && node.HasBackingOpens;
 
     void FillAttr(Node node, in Statx st, ref Attr attr)
     {
