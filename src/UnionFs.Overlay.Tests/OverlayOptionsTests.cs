@@ -53,9 +53,13 @@ public class OverlayOptionsTests
     [Fact]
     public void Id_mappings_translate_both_ways()
     {
-        var m = IdMapping.Parse("0:100000:65536", "uidmapping");
+        // stored:shown:length, as fuse-overlayfs reads it
+        var m = IdMapping.Parse("100000:0:65536:0:70000:1", "uidmapping");
         Assert.Equal(100000u, m.ToHost(0));
         Assert.Equal(5u, m.ToInside(100005));
-        Assert.Equal(65534u, m.ToInside(5)); // unmapped host ids show as overflow
+        Assert.Equal(70000u, m.ToInside(0));
+        Assert.Equal(0u, m.ToHost(70000));
+        Assert.Equal(65534u, m.ToInside(5)); // unmapped stored ids show as overflow
+        Assert.Equal(65534u, m.ToHost(65536)); // unmapped ids are stored as overflow
     }
 }

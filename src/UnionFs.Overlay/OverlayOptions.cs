@@ -160,16 +160,21 @@ public sealed class OverlayOptions
     static string Unescape(string s) => s.Replace("\\:", ":").Replace("\\,", ",").Replace("\\\\", "\\");
 }
 
-/// <summary>uidmapping=/gidmapping= triples "inside:outside:length[:...]" as fuse-overlayfs takes them.</summary>
+/// <summary>
+/// uidmapping=/gidmapping= triples "stored:shown:length[:...]", read the way fuse-overlayfs 1.10 reads them:
+/// ids stored..stored+length-1 in the layers show as shown..shown+length-1 in the mount, and ids written through
+/// the mount are stored mapped back. (Checked side by side: with 100000:0:65536 both show a file stored as
+/// 100005 as 5 and store root's new files as 100000.)
+/// </summary>
 public sealed class IdMapping
 {
-    readonly (uint Inside, uint Outside, uint Length)[] _ranges;
+    readonly (uint Stored, uint Shown, uint Length)[] _ranges;
     IdMapping((uint, uint, uint)[] ranges) => _ranges = ranges;
 
     public static IdMapping Parse(string s, string option)
     {
         var parts = s.Split(':');
-        if (parts.Length % 3 != 0) throw new ArgumentException($"{option}={s}: expected container:host:length triples");
+        if (parts.Length % 3 != 0) throw new ArgumentException($"{option}={s}: expected stored:shown:length triples");
         var ranges = new (uint, uint, uint)[parts.Length / 3];
         for (int i = 0; i < ranges.Length; i++)
         {
@@ -180,19 +185,19 @@ public sealed class IdMapping
         return new IdMapping(ranges);
     }
 
-    /// <summary>Host id to the id shown inside the mount; unmapped ids show as overflow (65534).</summary>
+    /// <summary>Id stored in the layers to the id shown in the mount; unmapped ids show as overflow (65534).</summary>
     public uint ToInside(uint host)
     {
-        foreach (var (inside, outside, length) in _ranges)
-            if (host >= outside && host - outside < length) return inside + (host - outside);
+        foreach (var (stored, shown, length) in _ranges)
+            if (host >= stored && host - stored < length) return shown + (host - stored);
         return 65534;
     }
 
-    /// <summary>Id from inside the mount to the host id stored on disk.</summary>
+    /// <summary>Id from inside the mount to the id stored on disk; unmapped ids are stored as overflow (65534).</summary>
     public uint ToHost(uint inside)
     {
-        foreach (var (i, outside, length) in _ranges)
-            if (inside >= i && inside - i < length) return outside + (inside - i);
+        foreach (var (stored, shown, length) in _ranges)
+            if (inside >= shown && inside - shown < length) return stored + (inside - shown);
         return 65534;
     }
 }
