@@ -464,6 +464,22 @@ tc_overlay_metadata_copyup_keeps_data_below() {
     assert_lowers_unchanged
 }
 
+# metacopy=off: chmod of a lower file copies its data up too (the kernel's default), so the upper holds the
+# whole file; metacopy=on is what UnionFs does by default (the test above).
+tc_overlay_metacopy_off_copies_data() {
+    ovl_init 1
+    x dd if=/dev/urandom of="$L1/big" bs=1M count=4 status=none
+    snapshot_lowers
+    ovl_mount metacopy=off
+    x chmod 0600 "$M/big"
+    local blocks
+    blocks=$(stat -c %b "$U/big")
+    [ "$blocks" -ge 8192 ] || fail "upper copy after chmod with metacopy=off has $blocks blocks: the data was not copied"
+    x cmp "$U/big" "$L1/big"
+    assert_eq 600 "$(stat -c %a "$U/big")" "mode of the upper copy"
+    assert_lowers_unchanged
+}
+
 tc_overlay_truncate_lower() {
     ovl_init 2
     printf 'hello\n' >"$L1/f"

@@ -37,9 +37,18 @@ public class OverlayOptionsTests
     [InlineData("lowerdir=/a,upperdir=/u")]
     [InlineData("lowerdir=/a::/b")]
     [InlineData("lowerdir=/a,redirect_dir=maybe")]
-    [InlineData("lowerdir=/a,metacopy=on")]
+    [InlineData("lowerdir=/a,metacopy=maybe")]
+    [InlineData("lowerdir=/a,index=on")]
     public void Rejects_what_it_cannot_honour(string options) =>
         Assert.Throws<ArgumentException>(() => OverlayOptions.Parse([options], asRoot: true));
+
+    [Fact]
+    public void Metacopy_is_on_unless_turned_off()
+    {
+        Assert.True(OverlayOptions.Parse(["lowerdir=/a"], asRoot: true).Metacopy);
+        Assert.True(OverlayOptions.Parse(["lowerdir=/a,metacopy=on"], asRoot: true).Metacopy);
+        Assert.False(OverlayOptions.Parse(["lowerdir=/a,metacopy=off"], asRoot: true).Metacopy);
+    }
 
     [Fact]
     public void Fsync_zero_is_volatile_and_redirect_dir_off_is_kept()

@@ -82,7 +82,7 @@ public sealed unsafe partial class OverlayFileSystem
                 if (Libc.statx(srcDir, name, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st) < 0)
                     return Errno.Last == Errno.ENOENT ? Errno.ESTALE : Errno.Last;
                 if (st.Type != node.Type) return Errno.ESTALE;
-                bool metaOnly = mode == CopyUpMode.Metadata && st.Type == Libc.S_IFREG && st.Size > 0 && st.NLink == 1;
+                bool metaOnly = mode == CopyUpMode.Metadata && _options.Metacopy && st.Type == Libc.S_IFREG && st.Size > 0 && st.NLink == 1;
                 e = metaOnly ? MakeMetacopy(tmpName, st) : MakeCopy(srcDir, name, tmp, st, withData: mode != CopyUpMode.Empty);
                 if (e == 0) e = CopyMetadata(srcDir, loc.Name, tmp, st, node.Ino);
                 if (e != 0) { Libc.unlinkat(_workFd, tmp, 0); return e; }

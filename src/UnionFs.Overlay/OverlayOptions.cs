@@ -28,6 +28,9 @@ public sealed class OverlayOptions
     public bool StaticNlink { get; set; }
     /// <summary>redirect_dir=on (default): lower and merged directories can be renamed. off: EXDEV, as the kernel's default.</summary>
     public bool RedirectDir { get; set; } = true;
+    /// <summary>metacopy=on (default): chmod, chown, utimes and setxattr of a lower file copy up its metadata only.
+    /// off: they copy its data too, so the upper holds whole files (as the kernel without metacopy).</summary>
+    public bool Metacopy { get; set; } = true;
     public IdMapping? UidMapping { get; set; }
     public IdMapping? GidMapping { get; set; }
     public uint? SquashUid { get; set; }
@@ -104,7 +107,12 @@ public sealed class OverlayOptions
                 if (Need() != "off") throw new ArgumentException("index=on is not supported");
                 break;
             case "metacopy":
-                if (Need() != "off") throw new ArgumentException("metacopy=on is not supported");
+                Metacopy = Need() switch
+                {
+                    "on" => true,
+                    "off" => false,
+                    var v => throw new ArgumentException($"metacopy={v}: expected on or off"),
+                };
                 break;
             case "userxattr": break; // private xattrs already use the user. namespace when not root
             case "squash_to_root": SquashUid = 0; SquashGid = 0; break;
