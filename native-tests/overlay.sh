@@ -1017,8 +1017,8 @@ tc_overlay_setid_cleared_on_write() {
     chmod o+x "$T" "${T%/*}" # the writer without privileges must reach the mount
     mkfifo "$T/go" && chmod 666 "$T/go"
     ovl_mount
-    for f in upper root trunc otrunc chown early; do printf data >"$M/$f"; done
-    x chmod 6777 "$M/upper" "$M/trunc" "$M/otrunc"
+    for f in upper root trunc otrunc chown early falloc cfr; do printf data >"$M/$f"; done
+    x chmod 6777 "$M/upper" "$M/trunc" "$M/otrunc" "$M/falloc" "$M/cfr"
     x chmod 4777 "$M/root"
     x chmod 6755 "$M/chown"
     x chmod 666 "$M/early"
@@ -1033,6 +1033,11 @@ tc_overlay_setid_cleared_on_write() {
     assert_eq 777 "$(stat_of %a "$M/trunc")" "mode after a truncate without CAP_FSETID"
     as_nobody sh -c ': > "$1"' - "$M/otrunc"
     assert_eq 777 "$(stat_of %a "$M/otrunc")" "mode after open(O_TRUNC) without CAP_FSETID"
+    as_nobody fallocate -l 8192 "$M/falloc"
+    assert_eq 777 "$(stat_of %a "$M/falloc")" "mode after fallocate without CAP_FSETID"
+    as_nobody /usr/bin/python3 -c 'import os, sys; s = os.open(sys.argv[1], os.O_RDONLY); d = os.open(sys.argv[2], os.O_WRONLY)
+os.copy_file_range(s, d, 4, 0, 4)' "$M/upper" "$M/cfr"
+    assert_eq 777 "$(stat_of %a "$M/cfr")" "mode after copy_file_range into it without CAP_FSETID"
     x chown 1:1 "$M/chown"
     assert_eq "755 1 1" "$(stat_of '%a %u %g' "$M/chown")" "mode after chown of a 6755 file"
     # A handle opened while the file was not set-ID, written after it became so.
