@@ -176,7 +176,7 @@ public sealed unsafe partial class OverlayFileSystem
 
     public int Flush(in RequestContext ctx, ulong node, ulong fh) => 0;
 
-    /// <summary>Whether an open file has set-user-ID, or set-group-ID, in its mode.</summary>
+    /// <summary>Whether an open file has set-user-ID or set-group-ID in its mode (or its mode cannot be read).</summary>
     static bool IsSetId(int fd)
     {
         Statx st;
