@@ -6,37 +6,47 @@ public static unsafe class Capabilities
 {
     const int CapFsetid = 4;
 
-    /// <summary>
-    /// Drops CAP_FSETID from the calling thread's effective set until the result is disposed. Anything the kernel
-    /// records with the thread's credentials meanwhile (a FUSE backing file) acts without it for good. Does
-    /// nothing when the thread does not have it.
-    /// </summary>
-    public static EffectiveRestorer WithoutFsetid()
+    /// <summary>The capability sets the process started with, read once: only <see cref="WithoutFsetid"/> changes
+    /// a thread's sets, and it always puts them back, so every thread has these whenever it is not inside it.</summary>
+    static readonly (CapData Low, CapData High)? Initial = ReadInitial();
+
+    static (CapData, CapData)? ReadInitial()
     {
         var header = new CapHeader { Version = CapHeader.Version3 };
         CapData* data = stackalloc CapData[2];
-        if (Libc.capget(&header, data) != 0 || (data[0].Effective & (1u << CapFsetid)) == 0) return default;
-        uint before = data[0].Effective;
-        data[0].Effective &= ~(1u << CapFsetid);
-        return Libc.capset(&header, data) == 0 ? new EffectiveRestorer(before, data[1].Effective) : default;
+        return Libc.capget(&header, data) == 0 ? (data[0], data[1]) : null;
+    }
+
+    /// <summary>
+    /// Drops CAP_FSETID from the calling thread's effective set until the result is disposed. Anything the kernel
+    /// records with the thread's credentials meanwhile (a FUSE backing file) acts without it for good. Does
+    /// nothing when the process does not have it.
+    /// </summary>
+    public static EffectiveRestorer WithoutFsetid()
+    {
+        if (Initial is not var (low, high) || (low.Effective & (1u << CapFsetid)) == 0) return default;
+        low.Effective &= ~(1u << CapFsetid);
+        return Set(low, high) ? new EffectiveRestorer(active: true) : default;
+    }
+
+    static bool Set(CapData low, CapData high)
+    {
+        var header = new CapHeader { Version = CapHeader.Version3 };
+        CapData* data = stackalloc CapData[2];
+        data[0] = low;
+        data[1] = high;
+        return Libc.capset(&header, data) == 0;
     }
 
     public readonly struct EffectiveRestorer : IDisposable
     {
-        readonly uint _low, _high;
         readonly bool _active;
 
-        internal EffectiveRestorer(uint low, uint high) { _low = low; _high = high; _active = true; }
+        internal EffectiveRestorer(bool active) => _active = active;
 
         public void Dispose()
         {
-            if (!_active) return;
-            var header = new CapHeader { Version = CapHeader.Version3 };
-            CapData* data = stackalloc CapData[2];
-            if (Libc.capget(&header, data) != 0) return;
-            data[0].Effective = _low;
-            data[1].Effective = _high;
-            Libc.capset(&header, data);
+            if (_active && Initial is var (low, high)) Set(low, high);
         }
     }
 }
