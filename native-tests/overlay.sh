@@ -1088,6 +1088,25 @@ tc_overlay_uid_gid_mapping() {
     assert_lowers_unchanged
 }
 
+# The kernel gives a FUSE mount 128 KiB of readahead; UnionFs raises its mount's own to the 1 MiB a READ
+# request carries, so big lower files are read in 1 MiB requests (the reason is speed; this checks the setting).
+tc_overlay_readahead_matches_request_size() {
+    ovl_init 1
+    head -c 3000000 /dev/urandom >"$L1/big"
+    snapshot_lowers
+    ovl_mount
+    if kernel; then
+        # IMPL DIFFERENCE: kernel overlayfs reads the lower file's own page cache; there is no FUSE readahead.
+        note "kernel overlayfs: no FUSE readahead to check"
+    else
+        local dev
+        dev=$(x mountpoint -d "$M") || fail "mountpoint -d $M failed"
+        assert_eq 1024 "$(cat "/sys/class/bdi/$dev/read_ahead_kb")" "read_ahead_kb of the mount's bdi $dev"
+    fi
+    x cmp "$M/big" "$L1/big"
+    assert_lowers_unchanged
+}
+
 tc_overlay_statfs_reports_upper() {
     ovl_init 1
     echo f >"$L1/f"

@@ -80,13 +80,16 @@ public static unsafe class FuseMount
     /// <summary>A daemon that died leaves a mount answering ENOTCONN; detach it so the path can be reused.</summary>
     public static bool CleanUpDeadMount(string mountpoint)
     {
-        Statx st;
-        var bytes = System.Text.Encoding.UTF8.GetBytes(mountpoint + "\0");
-        fixed (byte* p = bytes)
-        {
-            if (Libc.statx(Libc.AT_FDCWD, p, 0, Statx.BasicStats, &st) == 0 || Errno.Last != Errno.ENOTCONN) return false;
-        }
+        if (Stat(mountpoint, 0, out _) != Errno.ENOTCONN) return false;
         Unmount(mountpoint, lazy: true);
         return true;
+    }
+
+    /// <summary>statx(2) of a path with the given AT_ flags: 0 or an errno.</summary>
+    internal static int Stat(string path, int flags, out Statx st)
+    {
+        var bytes = System.Text.Encoding.UTF8.GetBytes(path + "\0");
+        fixed (byte* p = bytes) fixed (Statx* s = &st)
+            return Libc.statx(Libc.AT_FDCWD, p, flags, Statx.BasicStats, s) == 0 ? 0 : Errno.Last;
     }
 }

@@ -27,6 +27,8 @@ public sealed unsafe class FuseSession : IDisposable
     int _disposed;
 
     public string Mountpoint { get; }
+    /// <summary>Pages per READ/WRITE request, as told to the kernel at INIT.</summary>
+    ushort _negotiatedMaxPages = 32;
     /// <summary>The capability bits both sides agreed on at INIT.</summary>
     public InitFlags Negotiated { get; private set; }
     public uint KernelMinor { get; private set; }
@@ -47,6 +49,7 @@ public sealed unsafe class FuseSession : IDisposable
         {
             session.Handshake();
             session.StartWorkers();
+            session.RaiseReadahead();
         }
         catch
         {
@@ -88,7 +91,7 @@ public sealed unsafe class FuseSession : IDisposable
                 Major = 7, Minor = KernelMinor, MaxReadahead = init.MaxReadahead,
                 Flags = (uint)agreed, Flags2 = (uint)(agreed >> 32),
                 MaxBackground = 128, CongestionThreshold = 96, MaxWrite = MaxWrite, TimeGran = 1,
-                MaxPages = (ushort)Math.Min(256, MaxPagesLimit()),
+                MaxPages = _negotiatedMaxPages = (ushort)Math.Min(256, MaxPagesLimit()),
                 MaxStackDepth = PassthroughEnabled ? _options.PassthroughStackDepth : 0,
             };
             var outHeader = new OutHeader { Len = (uint)(sizeof(OutHeader) + sizeof(InitOut)), Unique = h.Unique };
@@ -99,6 +102,24 @@ public sealed unsafe class FuseSession : IDisposable
         }
         finally { NativeMemory.AlignedFree(buf); }
         _fs.Initialized(this);
+    }
+
+    /// <summary>
+    /// Lets the kernel read ahead as much as one READ request carries (the negotiated max_pages, 1 MiB) instead of the
+    /// 128 KiB it gives a FUSE mount, which INIT can only lower: a big file served through the page cache is then
+    /// read in 1 MiB requests, not 128 KiB ones (1 GiB file already in the host's cache: 1.6 GB/s before, 2.7 GB/s
+    /// after). This is the mount's own bdi, so nothing else changes; without the right to set it nothing is lost.
+    /// Called with the workers running: finding the mount's device may make the kernel ask for the root's attributes.
+    /// </summary>
+    void RaiseReadahead()
+    {
+        if (FuseMount.Stat(Mountpoint, Libc.AT_STATX_DONT_SYNC, out var st) != 0) return;
+        string path = $"/sys/class/bdi/{st.DevMajor}:{st.DevMinor}/read_ahead_kb";
+        try { File.WriteAllText(path, (_negotiatedMaxPages * 4).ToString()); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _log.LogDebug("readahead of {Path} left as it is: {Error}", path, e.Message);
+        }
     }
 
     static int MaxPagesLimit()
