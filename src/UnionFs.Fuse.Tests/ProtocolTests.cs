@@ -50,6 +50,7 @@ sealed class RecordingFs : IFuseFileSystem
     public ulong LastNode, LastNewParent;
     public uint LastFlags;
     public List<(ulong, ulong)> Forgets = new();
+    public bool? LastKillSuidGid;
 
     public int Lookup(in RequestContext ctx, ulong parent, ReadOnlySpan<byte> name, ref EntryOut entry)
     {
@@ -67,6 +68,13 @@ sealed class RecordingFs : IFuseFileSystem
     }
 
     public void Forget(ulong node, ulong nlookup) => Forgets.Add((node, nlookup));
+
+    public int Write(in RequestContext ctx, ulong node, ulong fh, long offset, ReadOnlySpan<byte> data, uint writeFlags, out int written)
+    {
+        LastKillSuidGid = ctx.KillSuidGid; written = data.Length; return 0;
+    }
+    public int SetAttr(in RequestContext ctx, ulong node, in SetAttrIn changes, ref AttrOut attr) { LastKillSuidGid = ctx.KillSuidGid; return 0; }
+    public int Open(in RequestContext ctx, ulong node, int flags, ref OpenOut open) { LastKillSuidGid = ctx.KillSuidGid; return 0; }
 
     public int GetXattr(in RequestContext ctx, ulong node, ReadOnlySpan<byte> name, Span<byte> value, out int size)
     {
@@ -139,6 +147,24 @@ public class DispatcherTests
         var (h, _) = Run(Request(Opcode.Rename2, 5, Bytes(new Rename2In { NewDir = 9, Flags = 2 }), Z("a"), Z("b")));
         Assert.Equal(0, h.Error);
         Assert.Equal(("a", "b", 9UL, 2U), (_fs.LastName, _fs.LastName2, _fs.LastNewParent, _fs.LastFlags));
+    }
+
+    [Fact]
+    public void Kill_suid_flags_of_write_setattr_and_open_reach_the_context()
+    {
+        byte[] data = [1, 2, 3, 4];
+        Run(Request(Opcode.Write, 5, Bytes(new ReadIn { Size = 4, ReadFlags = WriteFlags.KillSuidGid }), data));
+        Assert.True(_fs.LastKillSuidGid);
+        Run(Request(Opcode.Write, 5, Bytes(new ReadIn { Size = 4, ReadFlags = WriteFlags.LockOwner }), data));
+        Assert.False(_fs.LastKillSuidGid);
+        Run(Request(Opcode.SetAttr, 5, Bytes(new SetAttrIn { Valid = SetAttrValid.Size | SetAttrValid.KillSuidGid })));
+        Assert.True(_fs.LastKillSuidGid);
+        Run(Request(Opcode.SetAttr, 5, Bytes(new SetAttrIn { Valid = SetAttrValid.Size })));
+        Assert.False(_fs.LastKillSuidGid);
+        Run(Request(Opcode.Open, 5, Bytes(new OpenIn { Flags = 0x200, OpenFlags = OpenInFlags.KillSuidGid })));
+        Assert.True(_fs.LastKillSuidGid);
+        Run(Request(Opcode.Open, 5, Bytes(new OpenIn { Flags = 0x200 })));
+        Assert.False(_fs.LastKillSuidGid);
     }
 
     [Fact]

@@ -220,7 +220,7 @@ public sealed unsafe partial class OverlayFileSystem
         if (e != 0) { if (fd >= 0) Libc.close(fd); return e; }
         FillEntry(node!, created, ref entry);
         node!.NoCapability = true; // a new file has no xattrs but those this mount sets
-        return Opened(node, fd, lowerData: false, ref open);
+        return Opened(node, fd, lowerData: false, ref open, created.Mode); // the mode of our new file (IsObjectOf)
     }
 
     /// <summary>Whether <paramref name="st"/> describes the object open as <paramref name="fd"/>.</summary>

@@ -76,7 +76,8 @@ public sealed unsafe partial class OverlayFileSystem
     /// </list>
     /// Once a file's data is in the upper it stays there, so its backing file never changes.
     /// </summary>
-    int Opened(Node n, int fd, bool lowerData, ref OpenOut open)
+    /// <remarks><paramref name="mode"/>: the file's mode when the caller has just stat'ed it, else -1.</remarks>
+    int Opened(Node n, int fd, bool lowerData, ref OpenOut open, int mode = -1)
     {
         Interlocked.Increment(ref n.OpenCount);
         open.Fh = (ulong)(uint)fd;
@@ -93,7 +94,7 @@ public sealed unsafe partial class OverlayFileSystem
             // backing file must keep using it: the kernel would refuse them otherwise.)
             // Set-ID files stay on the page cache: the kernel leaves clearing their bits on write to us, and
             // passthrough writes never reach us (see RegisterBacking for files that become set-ID later).
-            if (_passthrough && n.BackingRefs == 0 && n.CachedOpens == 0 && !lowerData && !IsSetId(fd))
+            if (_passthrough && n.BackingRefs == 0 && n.CachedOpens == 0 && !lowerData && !IsSetId(fd, mode))
                 RegisterBacking(n, fd);
             if (n.BackingId > 0)
             {
@@ -176,11 +177,17 @@ public sealed unsafe partial class OverlayFileSystem
 
     public int Flush(in RequestContext ctx, ulong node, ulong fh) => 0;
 
-    /// <summary>Whether an open file has set-user-ID or set-group-ID in its mode (or its mode cannot be read).</summary>
-    static bool IsSetId(int fd)
+    /// <summary>Whether an open file has set-user-ID or set-group-ID in its mode (or its mode cannot be read);
+    /// <paramref name="mode"/> is the mode if already known, else -1.</summary>
+    static bool IsSetId(int fd, int mode)
     {
         Statx st;
-        return Libc.statx(fd, Empty, Libc.AT_EMPTY_PATH, Statx.TypeAndMode, &st) != 0 || (st.Mode & (Libc.S_ISUID | Libc.S_ISGID)) != 0;
+        if (mode < 0)
+        {
+            if (Libc.statx(fd, Empty, Libc.AT_EMPTY_PATH, Statx.TypeAndMode, &st) != 0) return true;
+            mode = st.Mode;
+        }
+        return (mode & (Libc.S_ISUID | Libc.S_ISGID)) != 0;
     }
 
     /// <summary>
@@ -271,7 +278,7 @@ public sealed unsafe partial class OverlayFileSystem
         node.UnlinkedFd = OpenProcPath(fd); // an unnamed file is reached only through its descriptor
         node = _nodes.AddOrAcquire(node, parent);
         FillEntry(node, st, ref entry);
-        return Opened(node, fd, lowerData: false, ref open);
+        return Opened(node, fd, lowerData: false, ref open, st.Mode);
     }
 
     static int OpenProcPath(int fd)
