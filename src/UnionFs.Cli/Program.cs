@@ -16,6 +16,7 @@ static class Program
                                    Without upperdir the mount is read-only.
           umount MNT               unmount (fusermount3 -u MNT works too)
           -o OPTS MNT              the same as mount (fuse-overlayfs command line)
+          SOURCE MNT -o OPTS       the same, as mount.fuse3 runs it for "mount -t fuse.unionfs"
 
         Images and containers (a content-addressed layer store; see unionfs image --help):
           image load|save|import|ls|history|inspect|tag|rm ...
@@ -38,7 +39,7 @@ static class Program
         try
         {
             string self = Path.GetFileName(Environment.ProcessPath ?? "unionfs");
-            if (self == "fuse-overlayfs" || (args.Length > 0 && args[0] == "-o")) return MountCommand.Run(args);
+            if (self == "fuse-overlayfs" || IsMountHelperCall(args)) return MountCommand.Run(args);
             if (args.Length == 0) { Console.Error.Write(Usage); return 2; }
             return args[0] switch
             {
@@ -55,6 +56,15 @@ static class Program
         catch (UsageException e) { return Fail(e.Message, 2); }
         catch (IOException e) { return Fail(e.Message, 1); }
     }
+
+    /// <summary>
+    /// "-o OPTS MNT" (fuse-overlayfs's command line) or "SOURCE MNT -o OPTS", the form mount.fuse3 uses for
+    /// "mount -t fuse.unionfs SOURCE MNT -o OPTS" and fstab entries. Verbs never take -o, so this cannot shadow one.
+    /// </summary>
+    static bool IsMountHelperCall(string[] args) =>
+        args.Length > 0 && (args[0].StartsWith("-o") || (!IsVerb(args[0]) && Array.Exists(args, a => a.StartsWith("-o"))));
+
+    static bool IsVerb(string a) => a is "mount" or "umount" or "unmount" or "loopback" or "image" or "container" or "system" or "pull" or "push";
 
     internal static int Fail(string message, int code)
     {

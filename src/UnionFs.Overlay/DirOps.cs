@@ -601,7 +601,16 @@ public sealed unsafe partial class OverlayFileSystem
     {
         if (!dir.IsDir) return 0;
         bool pureUpper = dir.Dirs.Length == 1 && dir.Dirs[0].Layer == 0;
-        if (pureUpper || dir.RedirectPath is not null) return 0;
+        if (pureUpper) return 0;
+        if (dir.RedirectPath is not null)
+        {
+            // A relative redirect (as the kernel writes for a rename within one directory) would point elsewhere
+            // from a new parent: record the absolute path it stands for.
+            var upper = dir.Dirs[0].Fd;
+            if (Markers.GetString(upper, ReadOnlySpan<byte>.Empty, _x.Redirect) is { } r && !r.StartsWith('/'))
+                return Markers.SetXattr(upper, ReadOnlySpan<byte>.Empty, _x.Redirect, System.Text.Encoding.UTF8.GetBytes(dir.RedirectPath));
+            return 0;
+        }
         if (!_options.RedirectDir) return Errno.EXDEV;
         string path = LowerPath(dir);
         int e = CopyUpDir(dir, out _);

@@ -147,68 +147,162 @@ public sealed unsafe partial class OverlayFileSystem
         return ld.AufsMarkers == 2 && Markers.HasAufsWhiteout(ld.Fd, name);
     }
 
-    /// <summary>Opens the directory in every layer that contributes to it, from <paramref name="top"/> down.</summary>
+    /// <summary>
+    /// Opens the directory in every layer that contributes to it, from <paramref name="top"/> down, as overlayfs's
+    /// lookup does: below a directory the search goes on under the same name in the parent's directories, unless
+    /// the directory is opaque (the merge ends there) or records a redirect (it goes on where the redirect points).
+    /// A whiteout or a non-directory ends the merge. Redirects are honoured in every layer, not just the upper: a
+    /// layer that was the upper of an earlier mount keeps its renamed directories whole under a new upper.
+    /// </summary>
     int BuildDirs(Node dir, Node parent, LayerDir[] pdirs, int top, byte* nameZ, ReadOnlySpan<byte> name)
     {
         var list = new List<LayerDir>();
         try
         {
-            var first = pdirs[top];
-            int fd = Libc.openat(first.Fd, nameZ, Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0);
-            if (fd < 0) return Errno.Last;
-            list.Add(new LayerDir(first.Layer, fd));
-            if (_layers[first.Layer].IsUpper)
-            {
-                string? redirect = Markers.GetString(first.Fd, name, _x.Redirect);
-                if (redirect is not null)
-                {
-                    dir.RedirectPath = redirect.StartsWith('/') ? redirect : LowerPath(parent) + "/" + redirect;
-                    AddRedirectedLowers(list, dir.RedirectPath);
-                    return 0;
-                }
-            }
-            if (Markers.IsOpaque(first.Fd, name, fd)) return 0;
-            Statx st;
-            for (int i = top + 1; i < pdirs.Length; i++)
+            for (int i = top; i < pdirs.Length; i++)
             {
                 var ld = pdirs[i];
-                if (Libc.statx(ld.Fd, nameZ, Libc.AT_SYMLINK_NOFOLLOW | Libc.AT_STATX_DONT_SYNC, Statx.BasicStats, &st) < 0)
+                var found = i == top ? Below.Dir : Probe(ld, nameZ, name);
+                if (found == Below.Missing) continue;
+                if (found == Below.End) break;
+                int fd = Libc.openat(ld.Fd, nameZ, Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0);
+                if (fd < 0)
                 {
-                    if (Errno.Last != Errno.ENOENT || HasAufsWhiteout(ld, name)) break;
-                    continue;
+                    if (i == top) return Errno.Last;
+                    break;
                 }
-                if (!st.IsDir) break; // a whiteout or a non-directory below ends the merge
-                fd = Libc.openat(ld.Fd, nameZ, Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0);
-                if (fd < 0) break;
                 list.Add(new LayerDir(ld.Layer, fd));
-                if (Markers.IsOpaque(ld.Fd, name, fd)) break;
+                if (Markers.ReadDirMarkers(ld.Fd, name, fd, _x.Redirect, out string? redirect)) break;
+                if (redirect is null) continue;
+                if (i == top && _layers[ld.Layer].IsUpper)
+                    dir.RedirectPath = redirect.StartsWith('/') ? redirect : LowerPath(parent) + "/" + redirect;
+                FollowRedirect(list, pdirs, ld.Layer, redirect);
+                break;
             }
             return 0;
         }
         finally { dir.Dirs = list.ToArray(); }
     }
 
-    /// <summary>A renamed directory finds its lower part at the path recorded when it moved (overlayfs redirect_dir).</summary>
-    void AddRedirectedLowers(List<LayerDir> list, string path)
+    /// <summary>What a layer below holds under the name being merged.</summary>
+    enum Below { Missing, Dir, End }
+
+    Below Probe(LayerDir ld, byte* nameZ, ReadOnlySpan<byte> name)
     {
-        var rel = Encoding.UTF8.GetBytes(path.TrimStart('/') + "\0");
-        fixed (byte* r = rel)
+        Statx st;
+        if (Libc.statx(ld.Fd, nameZ, Libc.AT_SYMLINK_NOFOLLOW | Libc.AT_STATX_DONT_SYNC, Statx.BasicStats, &st) < 0)
+            return Errno.Last != Errno.ENOENT || HasAufsWhiteout(ld, name) ? Below.End : Below.Missing;
+        return st.IsDir ? Below.Dir : Below.End; // a whiteout or a non-directory below ends the merge
+    }
+
+    /// <summary>
+    /// Continues a directory's merge below <paramref name="layer"/> at a redirect's target. A relative target is a
+    /// name in the parent's directories; an absolute one is a path from the layer roots, walked one component at a
+    /// time (a whiteout or a non-directory on the way ends the merge, an opaque directory on the way makes this layer
+    /// the last, a redirect on the way moves the rest of the path). Redirects met below are followed in turn, so a
+    /// directory renamed in several generations of layers is found in all of them.
+    /// </summary>
+    void FollowRedirect(List<LayerDir> list, LayerDir[] pdirs, int layer, string redirect)
+    {
+        string? relative = null, absolute = null;
+        if (!Retarget(redirect, ref relative, ref absolute)) return;
+        for (int l = layer + 1; l < _layers.Length; l++)
         {
-            for (int layer = _layers[0].IsUpper ? 1 : 0; layer < _layers.Length; layer++)
+            bool last = false;
+            string? next = null;
+            int fd;
+            if (absolute is null)
             {
-                int fd = rel.Length == 1
-                    ? Libc.openat(_layers[layer].RootFd, DotZ, Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0)
-                    : Libc.openat2(_layers[layer].RootFd, r, (ulong)(Libc.O_PATH | Libc.O_NOFOLLOW | Libc.O_CLOEXEC), 0,
-                        Libc.RESOLVE_BENEATH | Libc.RESOLVE_NO_SYMLINKS);
-                if (fd < 0) continue;
-                Statx st;
-                Libc.statx(fd, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &st);
-                if (!st.IsDir) { Libc.close(fd); break; }
-                list.Add(new LayerDir(layer, fd));
-                // The opaque marker is an xattr of the directory itself: reach it through its own descriptor.
-                if (Markers.IsOpaque(fd, ReadOnlySpan<byte>.Empty, fd)) break;
+                var pd = Array.Find(pdirs, d => d.Layer == l);
+                if (pd is null) continue;
+                var found = OpenComponent(pd, relative!, out fd, out last, out next);
+                if (found == Below.Missing) continue;
+                if (found == Below.End) return;
             }
+            else
+            {
+                var found = WalkFromRoot(l, ref absolute, out fd, out last, out next);
+                if (found == Below.Missing) continue;
+                if (found == Below.End) return;
+            }
+            list.Add(new LayerDir(l, fd));
+            if (last) return;
+            if (next is not null && !Retarget(next, ref relative, ref absolute)) return;
         }
+    }
+
+    /// <summary>Applies a redirect to the search: absolute replaces the path, relative replaces the last name.
+    /// A malformed redirect (empty names, "." or "..", a slash in a relative one) ends the merge.</summary>
+    static bool Retarget(string redirect, ref string? relative, ref string? absolute)
+    {
+        if (!IsValidRedirect(redirect)) return false;
+        if (redirect.StartsWith('/')) { absolute = redirect; relative = null; }
+        else if (absolute is null) relative = redirect;
+        else absolute = DropLast(absolute, 1) + "/" + redirect;
+        return true;
+    }
+
+    static bool IsValidRedirect(string redirect)
+    {
+        if (!redirect.StartsWith('/')) return redirect is not ("" or "." or "..") && !redirect.Contains('/');
+        foreach (var c in redirect[1..].Split('/'))
+            if (c is "" or "." or "..") return false;
+        return true;
+    }
+
+    /// <summary>"/a/b/c" without its last <paramref name="count"/> names ("" when none is left).</summary>
+    static string DropLast(string path, int count)
+    {
+        int end = path.Length;
+        for (int i = 0; i < count && end > 0; i++) end = path.LastIndexOf('/', end - 1);
+        return end <= 0 ? "" : path[..end];
+    }
+
+    /// <summary>Opens (dir, name) as a directory of the merge and reads its markers.</summary>
+    Below OpenComponent(LayerDir dir, string name, out int fd, out bool opaque, out string? redirect)
+    {
+        fd = -1;
+        opaque = false;
+        redirect = null;
+        var bytes = Encoding.UTF8.GetBytes(name + "\0");
+        var n = bytes.AsSpan(0, bytes.Length - 1);
+        fixed (byte* z = bytes)
+        {
+            var found = Probe(dir, z, n);
+            if (found != Below.Dir) return found;
+            fd = Libc.openat(dir.Fd, z, Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0);
+            if (fd < 0) return Below.End;
+        }
+        opaque = Markers.ReadDirMarkers(dir.Fd, n, fd, _x.Redirect, out redirect);
+        return Below.Dir;
+    }
+
+    /// <summary>Walks an absolute path in one layer. A redirect on an intermediate directory moves the path that
+    /// later layers walk (<paramref name="path"/>), as overlayfs moves the prefix; an opaque one makes this layer
+    /// the last.</summary>
+    Below WalkFromRoot(int layer, ref string path, out int fd, out bool last, out string? redirect)
+    {
+        last = false;
+        redirect = null;
+        var names = path[1..].Split('/');
+        fd = Libc.openat(_layers[layer].RootFd, DotZ, Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0);
+        if (fd < 0) return Below.End;
+        for (int k = 0; k < names.Length; k++)
+        {
+            var found = OpenComponent(new LayerDir(layer, fd), names[k], out int child, out bool opaque, out string? r);
+            Libc.close(fd);
+            fd = child;
+            if (found != Below.Dir) return found;
+            last |= opaque;
+            if (k == names.Length - 1) { redirect = r; break; }
+            if (r is null || opaque) continue;
+            if (!IsValidRedirect(r)) { last = true; continue; }
+            // The path so far ends with names[k..]; its part up to names[k] is replaced by where that directory's
+            // lower part lives.
+            string moved = r.StartsWith('/') ? r : DropLast(path, names.Length - k) + "/" + r;
+            path = moved + "/" + string.Join('/', names[(k + 1)..]);
+        }
+        return Below.Dir;
     }
 
     /// <summary>Where a directory's lower part lives, from the layer roots ("" for the root).</summary>

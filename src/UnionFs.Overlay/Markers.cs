@@ -70,8 +70,16 @@ public static unsafe class Markers
 
     /// <summary>Whether the directory (dirFd, name) is opaque by any of the markers we read. One listxattr answers
     /// the common case (no overlay xattrs at all); the value is read only when a marker name is present.</summary>
-    public static bool IsOpaque(int parentFd, ReadOnlySpan<byte> name, int dirFd)
+    public static bool IsOpaque(int parentFd, ReadOnlySpan<byte> name, int dirFd) =>
+        ReadDirMarkers(parentFd, name, dirFd, null, out _);
+
+    /// <summary>
+    /// The opaque marker and, when <paramref name="redirectXattr"/> is given, the redirect of the directory
+    /// (dirFd, name), from the same listxattr: a lower directory pays for both markers what it paid for one.
+    /// </summary>
+    public static bool ReadDirMarkers(int parentFd, ReadOnlySpan<byte> name, int dirFd, byte[]? redirectXattr, out string? redirect)
     {
+        redirect = null;
         byte* path = stackalloc byte[PathBufferSize];
         AtPath(parentFd, name, path);
         byte* list = stackalloc byte[4096];
@@ -89,13 +97,14 @@ public static unsafe class Markers
                     if (r == 1 && value[0] == (byte)'y') return true;
                 }
             }
+            if (redirectXattr is not null && (n < 0 || names.IndexOf(redirectXattr) >= 0))
+                redirect = GetString(parentFd, name, redirectXattr);
         }
         Statx st;
         fixed (byte* m = ".wh..wh..opq\0"u8)
             return Libc.statx(dirFd, m, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st) == 0;
     }
 
-    /// <summary>Reads an xattr of (dirFd, name) as a string, or null.</summary>
     public static string? GetString(int dirFd, ReadOnlySpan<byte> name, byte[] xattr)
     {
         byte* path = stackalloc byte[PathBufferSize];
