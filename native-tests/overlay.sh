@@ -779,6 +779,45 @@ tc_overlay_dir_rename_lower_redirect() {
     assert_lowers_unchanged
 }
 
+# Layers that were the upper of earlier mounts carry redirects of their own (a stack rotated under a
+# new upper, as container tools and unionmount-testsuite --ov=N do). Written by hand in the kernel's
+# format: relative and absolute redirects, one chained through another, and one whose path passes
+# through a redirected directory (the rest of the path moves with it).
+tc_overlay_redirect_chain_in_lowers() {
+    ovl_init 3
+    mkdir -p "$L3/a/d" "$L3/a/e" "$L3/p/q"
+    echo x >"$L3/a/d/x"; echo y >"$L3/a/e/y"; echo z >"$L3/p/q/z"
+    mkdir -p "$L2/a/n" "$L2/m"; echo w >"$L2/a/n/w"
+    x setfattr -n trusted.overlay.redirect -v d "$L2/a/n"; x mknod "$L2/a/d" c 0 0
+    x setfattr -n trusted.overlay.redirect -v /p "$L2/m"; x mknod "$L2/p" c 0 0
+    mkdir -p "$L1/a/top" "$L1/r"; echo t >"$L1/a/top/t"
+    x setfattr -n trusted.overlay.redirect -v /a/n "$L1/a/top"; x mknod "$L1/a/n" c 0 0
+    x setfattr -n trusted.overlay.redirect -v /m/q "$L1/r"
+    # An upper directory with a relative redirect, as the kernel writes for a rename in one directory.
+    mkdir -p "$U/a/top2"; x setfattr -n trusted.overlay.redirect -v e "$U/a/top2"; x mknod "$U/a/e" c 0 0
+    snapshot_lowers
+    local opts=
+    kernel && opts=redirect_dir=on
+    ovl_mount "$opts"
+    assert_listing "$M" "a m r"
+    assert_listing "$M/a" "top top2"
+    assert_listing "$M/a/top" "t w x"        # L1 -> /a/n in L2 -> d in L3
+    assert_content "$M/a/top/x" $'x\n'
+    assert_listing "$M/m/q" "z"              # L2's /m stands for /p of L3
+    assert_listing "$M/r" "z"                # /m/q walked in L2 continues as /p/q in L3
+    assert_listing "$M/a/top2" "y"
+    # Moved to another parent, the relative redirect must still find its lower part.
+    sysop "$M" ok rename a/top2 m/moved
+    sysop "$M" ok rename a/top r/moved
+    assert_listing "$M/m/moved" "y"
+    assert_listing "$M/r/moved" "t w x"
+    ovl_remount "$opts"
+    assert_listing "$M/m/moved" "y"
+    assert_listing "$M/r/moved" "t w x"
+    assert_listing "$M/a" ""
+    assert_lowers_unchanged
+}
+
 tc_overlay_rename_pure_upper_dir() {
     ovl_init 1
     mkdir -p "$L1/ld" && echo l >"$L1/ld/l"
