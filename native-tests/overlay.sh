@@ -591,6 +591,36 @@ tc_overlay_rmrf_merged_then_mkdir_is_opaque() {
     assert_lowers_unchanged
 }
 
+# A merged directory's st_nlink: 2 + its subdirectories in the merged view, kept right through
+# mkdir, rmdir and rename (find and other walkers trust it).
+tc_overlay_merged_dir_nlink() {
+    ovl_init 2
+    mkdir -p "$L1/d/s1" "$L2/d/s2" "$L2/d/gone" "$L2/e"
+    echo f >"$L1/d/f"
+    snapshot_lowers
+    ovl_mount
+    local want
+    kernel && want=1 || want=5     # IMPL DIFFERENCE: kernel overlayfs shows 1 for every merged directory
+    assert_eq "$want" "$(stat_of %h "$M/d")" "nlink of d (s1 s2 gone)"
+    x mkdir "$M/d/s3"
+    kernel || want=6
+    assert_eq "$want" "$(stat_of %h "$M/d")" "nlink of d after mkdir s3"
+    x rmdir "$M/d/gone"
+    x touch "$M/d/newfile"
+    kernel || want=5
+    assert_eq "$want" "$(stat_of %h "$M/d")" "nlink of d after rmdir gone (files do not count)"
+    x mv "$M/d/s3" "$M/e/s3"
+    kernel || want=4
+    assert_eq "$want" "$(stat_of %h "$M/d")" "nlink of d after moving s3 out"
+    kernel && want=1 || want=3
+    assert_eq "$want" "$(stat_of %h "$M/e")" "nlink of e after s3 moved in"
+    kernel || want=4
+    assert_eq "$(find "$M/d" -mindepth 1 -type d | sort)" "$(printf '%s\n' "$M/d/s1" "$M/d/s2")" "find -type d"
+    ovl_remount
+    assert_eq "$want" "$(stat_of %h "$M/d")" "nlink of d after remount"
+    assert_lowers_unchanged
+}
+
 tc_overlay_rmdir_nonempty_merged() {
     ovl_init 2
     mkdir -p "$L1/d" "$L2/d" "$L1/w" "$L2/w"
@@ -967,6 +997,24 @@ tc_overlay_ino_stable_across_copyup_and_remount() {
     assert_lowers_unchanged
 }
 
+# All layers on one filesystem: its inode numbers are unique already and are shown unchanged, so
+# st_ino agrees with the layers and with d_ino (kernel overlayfs and fuse-overlayfs do the same).
+tc_overlay_samefs_ino_is_the_layers() {
+    ovl_init 2
+    mkdir -p "$L1/d/dl" "$L2/d/dl2"
+    echo l >"$L1/d/lf"; echo u >"$U/uf"; mkdir -p "$U/ud"
+    snapshot_lowers
+    ovl_mount
+    assert_eq "$(stat -c %i "$L1/d/lf" "$L1/d/dl" "$L2/d/dl2" "$U/uf" "$U/ud")" \
+        "$(x stat -c %i "$M/d/lf" "$M/d/dl" "$M/d/dl2" "$M/uf" "$M/ud")" "st_ino through the mount and in the layers"
+    local listed
+    listed=$(cd "$M/d" && ls -i1 | sort -k2 | awk '{print $1}')
+    assert_eq "$(x stat -c %i "$M/d/dl" "$M/d/dl2" "$M/d/lf")" "$listed" "d_ino of ls -i"
+    xs 'echo more >>"$M/d/lf"'
+    assert_eq "$(stat -c %i "$L1/d/lf")" "$(stat_of %i "$M/d/lf")" "st_ino after copy-up (the lower file's)"
+    assert_lowers_unchanged
+}
+
 tc_overlay_ino_distinct_across_layers() {
     ovl_init 2
     # two separate tmpfs instances number their inodes alike: a naive union would show
@@ -1242,6 +1290,33 @@ _many_layers() { # N
 tc_overlay_layers_128() { _many_layers 128; }
 
 tc_overlay_layers_500() { _many_layers 500; }
+
+# fuse-overlayfs's own options and the command line mount.fuse3 uses ("mount -t fuse.unionfs"
+# runs "unionfs SOURCE MNT -o OPTS"). Kernel overlayfs has neither.
+tc_overlay_fuse_overlayfs_options() {
+    fuse_impl || { note "kernel overlayfs: no fuse-overlayfs options to check"; return 0; }
+    ovl_init 1
+    echo f >"$L1/f"
+    x setfattr -n user.k -v v "$L1/f"
+    snapshot_lowers
+    ovl_mount "noxattrs=1"
+    ! getfattr -n user.k "$M/f" >/dev/null 2>&1 || fail "noxattrs=1: getfattr still works"
+    ! setfattr -n user.n -v v "$M/f" 2>/dev/null || fail "noxattrs=1: setfattr still works"
+    ovl_remount "ino32_t,fast_ino=1,threaded=1"
+    local ino
+    ino=$(stat_of %i "$M/f")
+    [ "$ino" -lt 4294967296 ] || fail "ino32_t: st_ino $ino does not fit 32 bits"
+    assert_eq "$ino" "$(cd "$M" && ls -i1 f | awk '{print $1}')" "ino32_t: d_ino"
+    assert_eq "user.k=\"v\"" "$(getfattr -n user.k --absolute-names "$M/f" | grep user.k)" "xattrs without noxattrs"
+    ovl_umount
+    if [ "$IMPL" = unionfs ]; then
+        x "$UNIONFS" unionfs "$M" -o "lowerdir=$L1,upperdir=$U,workdir=$W"
+        _register_mount "$IMPL" "$M"
+        assert_content "$M/f" $'f\n'
+        ovl_umount
+    fi
+    assert_lowers_unchanged
+}
 
 tc_overlay_missing_lowerdir_fails() {
     ovl_init 1

@@ -38,6 +38,7 @@ static class MountCommand
         try { options = OverlayOptions.Parse(optionStrings, asRoot); }
         catch (ArgumentException e) { throw new UsageException("mount: " + e.Message); }
         catch (FormatException e) { throw new UsageException("mount: bad option value: " + e.Message); }
+        if (options.Debug) flags = flags with { Debug = true, Foreground = true };
         Validate(options, mountpoint);
         if (options.Writable && IsReadOnlyFs(options.UpperDir!))
         {

@@ -39,6 +39,9 @@ public class OverlayOptionsTests
     [InlineData("lowerdir=/a,redirect_dir=maybe")]
     [InlineData("lowerdir=/a,metacopy=maybe")]
     [InlineData("lowerdir=/a,index=on")]
+    [InlineData("lowerdir=/a,xattr_permissions=1")]
+    [InlineData("lowerdir=/a,plugins=/x.so")]
+    [InlineData("lowerdir=/a,noxattrs")]
     public void Rejects_what_it_cannot_honour(string options) =>
         Assert.Throws<ArgumentException>(() => OverlayOptions.Parse([options], asRoot: true));
 
@@ -70,5 +73,19 @@ public class OverlayOptionsTests
         Assert.Equal(0u, m.ToHost(70000));
         Assert.Equal(65534u, m.ToInside(5)); // unmapped stored ids show as overflow
         Assert.Equal(65534u, m.ToHost(65536)); // unmapped ids are stored as overflow
+    }
+
+    [Fact]
+    public void Fuse_overlayfs_options_are_honoured()
+    {
+        var o = OverlayOptions.Parse(["lowerdir=/a,noxattrs=1,ino32_t,debug,fast_ino=1,threaded=1,sync=0"], asRoot: true);
+        Assert.True(o.NoXattrs);
+        Assert.False(o.Acl); // ACLs are xattrs
+        Assert.True(o.Ino32);
+        Assert.True(o.Debug);
+        Assert.True(o.Volatile);
+        var plain = OverlayOptions.Parse(["lowerdir=/a,noxattrs=0"], asRoot: true);
+        Assert.False(plain.NoXattrs);
+        Assert.True(plain.Acl);
     }
 }

@@ -95,7 +95,7 @@ public sealed unsafe partial class OverlayFileSystem
             e = CopyUpDir(parent, out int pfd);
             if (e != 0) return e;
             var owner = NewOwner(ctx, pfd);
-            Changed(parent);
+            Changed(parent, subdirs: kind == Kind.Dir);
             if (!s.UpperWhiteout)
             {
                 e = MakeObject(pfd, nameZ, kind, mode, rdev, target, openFlags, owner, opaque: false, out fileFd);
@@ -303,7 +303,7 @@ public sealed unsafe partial class OverlayFileSystem
                 e = CopyUpDir(parent, out int pfd);
                 if (e != 0) return e;
                 KeepIfStillReachable(node!, parent, name);
-                Changed(parent);
+                Changed(parent, subdirs: dir);
                 bool inUpper = s.TopLayer == 0;
                 if (!inUpper) e = WriteWhiteout(pfd, nameZ, name);
                 else if (!s.LowerHasName) e = dir ? RemoveUpperDir(pfd, nameZ) : FsUtil.Err(Libc.unlinkat(pfd, nameZ, 0));
@@ -527,8 +527,9 @@ public sealed unsafe partial class OverlayFileSystem
         if ((e = CopyUpDir(newParent, out int npfd)) != 0) return e;
         if ((e = Probe(parent, nameZ, name, out var from)) != 0) return e;
         if ((e = Probe(newParent, newNameZ, newName, out var to)) != 0) return e;
-        Changed(parent);
-        Changed(newParent);
+        bool dirs = src.IsDir || dst?.IsDir == true;
+        Changed(parent, dirs);
+        Changed(newParent, dirs);
 
         if (exchange)
         {

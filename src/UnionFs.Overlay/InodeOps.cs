@@ -100,6 +100,7 @@ public sealed unsafe partial class OverlayFileSystem
     public int GetXattr(in RequestContext ctx, ulong node, ReadOnlySpan<byte> name, Span<byte> value, out int size)
     {
         size = 0;
+        if (_options.NoXattrs) return Errno.ENOSYS; // the kernel then stops asking: no xattrs on this mount
         if (_nodes.Get(node) is not { } n) return Errno.ESTALE;
         if (Markers.IsPrivateXattr(name)) return Errno.ENODATA;
         // The kernel asks for security.capability before every write and chown: answer from memory once known.
@@ -126,6 +127,7 @@ public sealed unsafe partial class OverlayFileSystem
     public int ListXattr(in RequestContext ctx, ulong node, Span<byte> list, out int size)
     {
         size = 0;
+        if (_options.NoXattrs) return Errno.ENOSYS; // the kernel then stops asking: no xattrs on this mount
         if (_nodes.Get(node) is not { } n) return Errno.ESTALE;
         byte* path = stackalloc byte[Markers.PathBufferSize];
         bool follow = XattrPath(n, path);
@@ -159,6 +161,7 @@ public sealed unsafe partial class OverlayFileSystem
 
     public int SetXattr(in RequestContext ctx, ulong node, ReadOnlySpan<byte> name, ReadOnlySpan<byte> value, int flags)
     {
+        if (_options.NoXattrs) return Errno.ENOSYS; // the kernel then stops asking: no xattrs on this mount
         if (_nodes.Get(node) is not { } n) return Errno.ESTALE;
         if (Markers.IsPrivateXattr(name)) return Errno.EPERM;
         if (!HasUpper) return Errno.EROFS;
@@ -174,6 +177,7 @@ public sealed unsafe partial class OverlayFileSystem
 
     public int RemoveXattr(in RequestContext ctx, ulong node, ReadOnlySpan<byte> name)
     {
+        if (_options.NoXattrs) return Errno.ENOSYS; // the kernel then stops asking: no xattrs on this mount
         if (_nodes.Get(node) is not { } n) return Errno.ESTALE;
         if (Markers.IsPrivateXattr(name)) return Errno.ENODATA;
         if (!HasUpper) return Errno.EROFS;

@@ -113,6 +113,12 @@ public sealed class Node
         get => _extra?.UnlinkedFd ?? -1;
         set { if (value >= 0 || _extra is not null) Extra.UnlinkedFd = value; }
     }
+    /// <summary>For a merged directory: how many subdirectories its merged view has, or -1 when not counted yet.</summary>
+    public int Subdirs
+    {
+        get => _extra?.Subdirs ?? -1;
+        set { if (value >= 0 || _extra is not null) Extra.Subdirs = value; }
+    }
     public Location? DataLoc
     {
         get => _extra?.DataLoc;
@@ -159,6 +165,7 @@ public sealed class NodeExtra
 {
     public string? RedirectPath;
     public int UnlinkedFd = -1;
+    public int Subdirs = -1;
     public Location? DataLoc;
     public int XattrChanges;
     public int OpenCount;

@@ -17,6 +17,7 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
     readonly OverlayOptions _options;
     readonly ILogger _log;
     readonly Layer[] _layers;
+    readonly bool _sameFs;
     readonly NodeTable _nodes = new();
     readonly Lock _ns = new();
     readonly Markers.XattrNames _x;
@@ -53,6 +54,7 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
             for (int i = 0; i < options.LowerDirs.Count; i++)
                 layers.Add(OpenLayer(options.LowerDirs[i], (ulong)i + 1, upper: false));
             _layers = layers.ToArray();
+            _sameFs = Array.TrueForAll(_layers, l => l.Dev == _layers[0].Dev);
             if (options.Writable)
             {
                 _workFd = PrepareWorkDir(options.WorkDir!, _layers[0]);
@@ -171,7 +173,12 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
     }
 
     /// <summary>st_ino: the layer's position in the high bits keeps numbers from different layers apart.</summary>
-    ulong MakeIno(int layer, ulong ino) => (_layers[layer].Tag << 48) | (ino & 0xFFFF_FFFF_FFFF);
+    /// <summary>
+    /// The st_ino shown for an object of a layer. When every layer is on one filesystem its own inode numbers are
+    /// already unique, and are shown unchanged, as kernel overlayfs and fuse-overlayfs do (tools that compare
+    /// st_ino with the layers see the same number); otherwise the layer's tag goes into the high bits.
+    /// </summary>
+    ulong MakeIno(int layer, ulong ino) => _sameFs ? ino : (_layers[layer].Tag << 48) | (ino & 0xFFFF_FFFF_FFFF);
 
     void FillEntry(Node node, in Statx st, ref EntryOut entry)
     {
@@ -193,7 +200,9 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
         FsUtil.ToAttr(st, node.Ino, ref attr);
         // The index entry is not a name users can see; siblings still only in the lower are.
         if (node.Indexed) attr.NLink = Math.Max(attr.NLink - 1, node.LowerNLink);
+        if (_options.Ino32) attr.Ino &= 0xFFFF_FFFF;
         if (node.IsDir && _options.StaticNlink) attr.NLink = 1;
+        else if (node.IsDir && node.Dirs.Length > 1) attr.NLink = MergedDirNLink(node);
         if (_options.UidMapping is { } um) attr.Uid = um.ToInside(st.Uid);
         if (_options.GidMapping is { } gm) attr.Gid = gm.ToInside(st.Gid);
         if (_options.SquashUid is { } su) attr.Uid = su;

@@ -40,6 +40,12 @@ public sealed class OverlayOptions
     /// (passthrough=0 turns it off; see FileOps.Opened for which opens use it).</summary>
     public bool Passthrough { get; set; } = true;
     public string? FsName { get; set; }
+    /// <summary>noxattrs=1 (fuse-overlayfs): the mount has no extended attributes (and so no ACLs).</summary>
+    public bool NoXattrs { get; set; }
+    /// <summary>ino32_t (fuse-overlayfs): inode numbers cut to 32 bits, for old 32-bit programs.</summary>
+    public bool Ino32 { get; set; }
+    /// <summary>-o debug (fuse-overlayfs): the same as -d.</summary>
+    public bool Debug { get; set; }
 
     public bool Writable => UpperDir is not null && !ReadOnly;
 
@@ -75,7 +81,7 @@ public sealed class OverlayOptions
             case "upperdir": UpperDir = Unescape(Need()); break;
             case "workdir": WorkDir = Unescape(Need()); break;
             case "volatile": Volatile = true; break;
-            case "fsync": Volatile = Need() == "0"; break;
+            case "fsync" or "sync": Volatile = Need() == "0"; break;
             case "timeout": Timeout = double.Parse(Need(), System.Globalization.CultureInfo.InvariantCulture); break;
             case "noatime" or "relatime" or "strictatime" or "atime" or "nodiratime": NoAtime = key != "strictatime" && key != "atime"; break;
             case "nodev": NoDev = true; break;
@@ -125,6 +131,15 @@ public sealed class OverlayOptions
             case "fsname": FsName = Need(); break;
             case "max_idle_threads" or "max_threads" or "clone_fd" or "subtype" or "auto_unmount":
                 break; // libfuse tuning options: meaningless for this daemon's worker model
+            case "threaded" or "fast_ino" or "fast_ino_check":
+                Need();
+                break; // fuse-overlayfs tuning options: this daemon is always threaded and never rescans for inodes
+            case "noxattrs": NoXattrs = Need() != "0"; if (NoXattrs) Acl = false; break;
+            case "ino32_t": Ino32 = true; break;
+            case "debug": Debug = true; break;
+            case "xattr_permissions":
+                if (Need() != "0") throw new ArgumentException($"xattr_permissions={value} is not supported (ownership and modes are stored as they are)");
+                break;
             default:
                 throw new ArgumentException($"unknown option '{opt}'");
         }

@@ -113,7 +113,7 @@ public sealed unsafe partial class OverlayFileSystem
                 // READDIRPLUS instantiates the entry: one more lookup of that node, exactly like LOOKUP.
                 if (LookupNode(dir, d.Name, out var child, out var st) == 0) FillEntry(child!, st, ref entry);
             }
-            if (!writer.TryAdd(d.Name, d.Ino, d.Type, i + 1, entry))
+            if (!writer.TryAdd(d.Name, _options.Ino32 ? d.Ino & 0xFFFF_FFFF : d.Ino, d.Type, i + 1, entry))
             {
                 if (entry.NodeId != 0) _nodes.Forget(entry.NodeId, 1);
                 break;
@@ -122,10 +122,31 @@ public sealed unsafe partial class OverlayFileSystem
         return 0;
     }
 
-    /// <summary>A directory's entries changed through the mount.</summary>
-    void Changed(Node dir)
+    /// <summary>A directory's entries changed through the mount (<paramref name="subdirs"/>: a directory was among
+    /// them). Caller holds the namespace lock.</summary>
+    void Changed(Node dir, bool subdirs = false)
     {
         if (_listings.TryGetValue(dir, out var listing)) listing.Stale = true;
+        if (subdirs) dir.Subdirs = -1;
+    }
+
+    /// <summary>
+    /// A merged directory's link count: 2 plus its subdirectories in the merged view, as a local filesystem counts
+    /// (find and other tree walkers rely on it); no single layer's count is right. Counted when first asked and kept
+    /// until a directory is added or removed in it, so creating files costs no recount.
+    /// </summary>
+    uint MergedDirNLink(Node dir)
+    {
+        int n = dir.Subdirs;
+        if (n >= 0) return (uint)n + 2;
+        lock (_ns)
+        {
+            if ((n = dir.Subdirs) >= 0) return (uint)n + 2;
+            n = 0;
+            foreach (var d in ReadMerged(dir, withInodes: false)) if (d.Type == Libc.S_IFDIR) n++;
+            dir.Subdirs = n -= 2; // "." and ".."
+            return (uint)n + 2;
+        }
     }
 
     public int FsyncDir(in RequestContext ctx, ulong node, ulong fh, bool dataOnly)
