@@ -60,6 +60,14 @@ for d in "${drivers[@]}"; do
     $UNIONFS container commit mv moved >/dev/null && $UNIONFS container rm mv >/dev/null &&
     $UNIONFS container create moved --name chk >/dev/null && c=\$($UNIONFS container mount chk) &&
     [ \"\$(cat \$c/etc2/hostname)\" = box ] && [ ! -e \$c/etc ] && $UNIONFS container rm chk >/dev/null && $UNIONFS image rm moved >/dev/null"
+  check "$d: a chmod/chown of a lower file commits with its data" sh -c "
+    $UNIONFS container create busybox --name cm >/dev/null && m=\$($UNIONFS container mount cm) &&
+    chmod 600 \$m/etc/hostname && chown 7:7 \$m/etc/passwd &&
+    $UNIONFS container commit cm chmodded >/dev/null && $UNIONFS container rm cm >/dev/null &&
+    $UNIONFS container create chmodded --name chk >/dev/null && c=\$($UNIONFS container mount chk) &&
+    [ \"\$(cat \$c/etc/hostname)\" = box ] && [ \$(stat -c %a \$c/etc/hostname) = 600 ] &&
+    grep -q root:x \$c/etc/passwd && [ \$(stat -c %u \$c/etc/passwd) = 7 ] &&
+    $UNIONFS container rm chk >/dev/null && $UNIONFS image rm chmodded >/dev/null"
   check "$d: export flattens" sh -c "$UNIONFS container export b -o $T/flat-$d.tar && tar tf $T/flat-$d.tar | grep -qx tmp/newfile"
   check "$d: cleanup" sh -c "$UNIONFS container rm b >/dev/null && $UNIONFS image rm hello busybox >/dev/null && [ -z \"\$($UNIONFS image ls -q)\" ] && [ -z \"\$(ls $UNIONFS_ROOT/layers)\" ]"
 done

@@ -72,7 +72,8 @@ mount_impl() { # impl -> mounts $MNT on fresh upper/work; returns non-zero on fa
   case $impl in
     kernel) mount -t overlay overlay -o "lowerdir=$LOWER,upperdir=$UPPER,workdir=$WORK" "$MNT" ;;
     fuse-overlayfs) fuse-overlayfs -o "lowerdir=$LOWER,upperdir=$UPPER,workdir=$WORK" "$MNT" ;;
-    unionfs) "$UNIONFS" mount -o "lowerdir=$LOWER,upperdir=$UPPER,workdir=$WORK" "$MNT" ;;
+    # metacopy=on, as the engine mounts it: the chmod row measures the metadata-only copy-up (the default copies data)
+    unionfs) "$UNIONFS" mount -o "lowerdir=$LOWER,upperdir=$UPPER,workdir=$WORK,metacopy=on" "$MNT" ;;
   esac > "$OUT.mount" 2>&1 < /dev/null 9>&- || return 1   # the daemon must not hold the bench lock
   is_mounted "$MNT" || { echo "not mounted after the mount command returned" >> "$OUT.mount"; return 1; }
   CUR_PID=$(fuse_daemon_pid "$impl" "$MNT")

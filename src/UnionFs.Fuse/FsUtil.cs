@@ -25,10 +25,10 @@ public static unsafe class FsUtil
         attr.Flags = 0;
     }
 
-    public static void ToStatFs(in StatVfs s, ref StatFsOut o, uint nameMaxReserve = 0)
+    public static void ToStatFs(in StatVfs s, ref StatFsOut o)
     {
         o.Blocks = s.Blocks; o.BFree = s.BFree; o.BAvail = s.BAvail; o.Files = s.Files; o.FFree = s.FFree;
-        o.BSize = (uint)s.BSize; o.FrSize = (uint)s.FrSize; o.NameLen = (uint)s.NameMax - nameMaxReserve;
+        o.BSize = (uint)s.BSize; o.FrSize = (uint)s.FrSize; o.NameLen = (uint)s.NameMax;
     }
 
     /// <summary>Writes "/proc/self/fd/N\0" into <paramref name="buffer"/> (at least 32 bytes) and returns a pointer to it.

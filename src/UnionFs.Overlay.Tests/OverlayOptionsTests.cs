@@ -46,9 +46,10 @@ public class OverlayOptionsTests
         Assert.Throws<ArgumentException>(() => OverlayOptions.Parse([options], asRoot: true));
 
     [Fact]
-    public void Metacopy_is_on_unless_turned_off()
+    public void Metacopy_is_off_unless_turned_on()
     {
-        Assert.True(OverlayOptions.Parse(["lowerdir=/a"], asRoot: true).Metacopy);
+        // Off by default: the upper then holds whole files for tools that read it directly.
+        Assert.False(OverlayOptions.Parse(["lowerdir=/a"], asRoot: true).Metacopy);
         Assert.True(OverlayOptions.Parse(["lowerdir=/a,metacopy=on"], asRoot: true).Metacopy);
         Assert.False(OverlayOptions.Parse(["lowerdir=/a,metacopy=off"], asRoot: true).Metacopy);
     }

@@ -201,6 +201,7 @@ public sealed unsafe partial class OverlayFileSystem
         var loc = node.Loc;
         if (loc.Parent is null) return Errno.ESTALE;
         int e = Markers.RemoveXattr(loc.Parent.DirFd(0), loc.Name, _x.Metacopy);
+        if (e == Errno.ENODATA) e = Markers.RemoveXattr(loc.Parent.DirFd(0), loc.Name, _x.LegacyMetacopy);
         if (e != 0 && e != Errno.ENODATA) return e;
         node.Metacopy = false;
         node.DataLoc = null;

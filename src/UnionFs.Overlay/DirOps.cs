@@ -84,9 +84,8 @@ public sealed unsafe partial class OverlayFileSystem
         fileFd = -1;
         if (!HasUpper) return Errno.EROFS;
         if (Markers.IsWhiteoutName(name)) return Errno.EINVAL;
-        if (name.Length > NameMax - 4) return Errno.ENAMETOOLONG;
         byte* nameZ = stackalloc byte[NameMax + 1];
-        ToNameZ(name, nameZ);
+        if (ToNameZ(name, nameZ) is var tooLong and not 0) return tooLong;
         lock (_ns)
         {
             int e = Probe(parent, nameZ, name, out var s);
@@ -167,6 +166,7 @@ public sealed unsafe partial class OverlayFileSystem
     public int MkNod(in RequestContext ctx, ulong parent, ReadOnlySpan<byte> name, uint mode, uint rdev, uint umask, ref EntryOut entry)
     {
         if (_nodes.Get(parent) is not { } p) return Errno.ESTALE;
+        if (name.Length > NameMax) return Errno.ENAMETOOLONG;
         // The kernel's 32-bit rdev is the new_encode_dev() form: minor low byte, major, then minor high bits.
         ulong dev = Libc.MakeDev((rdev >> 8) & 0xfff, (rdev & 0xff) | ((rdev >> 12) & 0xfff00));
         if ((mode & Libc.S_IFMT) == Libc.S_IFCHR && dev == 0) return Errno.EPERM; // char 0/0 is a whiteout, never a device
@@ -235,10 +235,10 @@ public sealed unsafe partial class OverlayFileSystem
         if (_nodes.Get(node) is not { } n || _nodes.Get(newParent) is not { } np) return Errno.ESTALE;
         if (n.IsDir) return Errno.EPERM;
         if (Markers.IsWhiteoutName(newName)) return Errno.EINVAL;
-        int e = CopyUpFile(n, CopyUpMode.Data);
-        if (e != 0) return e;
         byte* nameZ = stackalloc byte[NameMax + 1];
-        e = ToNameZ(newName, nameZ);
+        int e = ToNameZ(newName, nameZ);
+        if (e != 0) return e;
+        e = CopyUpFile(n, CopyUpMode.Data);
         if (e != 0) return e;
         lock (_ns)
         {
@@ -472,7 +472,7 @@ public sealed unsafe partial class OverlayFileSystem
         if ((flags & ~(Libc.RENAME_NOREPLACE | Libc.RENAME_EXCHANGE)) != 0) return Errno.EINVAL;
         if ((flags & Libc.RENAME_NOREPLACE) != 0 && (flags & Libc.RENAME_EXCHANGE) != 0) return Errno.EINVAL;
         if (Markers.IsWhiteoutName(newName)) return Errno.EINVAL;
-        if (newName.Length > NameMax - 4) return Errno.ENAMETOOLONG;
+        if (newName.Length > NameMax) return Errno.ENAMETOOLONG;
         int e = LookupNode(parent, name, out var src, out _);
         if (e != 0) return e;
         Node? dst = null;

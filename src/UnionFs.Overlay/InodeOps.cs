@@ -45,7 +45,10 @@ public sealed unsafe partial class OverlayFileSystem
         fixed (byte* name = nameZ)
         {
             int flags = self ? Libc.AT_EMPTY_PATH : 0;
-            if ((s.Valid & (SetAttrValid.Uid | SetAttrValid.Gid)) != 0)
+            // No attribute at all is chown(f, -1, -1): it still changes ctime on a local filesystem, so do the same.
+            const uint anyAttr = SetAttrValid.Mode | SetAttrValid.Uid | SetAttrValid.Gid | SetAttrValid.Size | SetAttrValid.ATime
+                | SetAttrValid.MTime | SetAttrValid.ATimeNow | SetAttrValid.MTimeNow | SetAttrValid.CTime;
+            if ((s.Valid & (SetAttrValid.Uid | SetAttrValid.Gid)) != 0 || (s.Valid & anyAttr) == 0)
             {
                 uint uid = (s.Valid & SetAttrValid.Uid) != 0 ? HostUid(s.Uid) : uint.MaxValue;
                 uint gid = (s.Valid & SetAttrValid.Gid) != 0 ? HostGid(s.Gid) : uint.MaxValue;

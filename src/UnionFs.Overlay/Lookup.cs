@@ -95,7 +95,8 @@ public sealed unsafe partial class OverlayFileSystem
             origin = Markers.GetOrigin(ld.Fd, name, _x.Origin);
         fresh.Ino = origin != 0 ? origin : MakeIno(ld.Layer, st.Ino);
         fresh.Indexed = origin != 0 && st.NLink > 1 && st.Type == Libc.S_IFREG && IsIndexed(origin);
-        if (origin != 0 && st.Type == Libc.S_IFREG && Markers.GetString(ld.Fd, name, _x.Metacopy) is not null)
+        if (origin != 0 && st.Type == Libc.S_IFREG
+            && (Markers.GetString(ld.Fd, name, _x.Metacopy) ?? Markers.GetString(ld.Fd, name, _x.LegacyMetacopy)) is not null)
             FindMetacopyData(fresh, parent, dirs, top, nameZ, name);
         if (fresh.IsDir)
         {

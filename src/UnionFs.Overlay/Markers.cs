@@ -25,14 +25,19 @@ public static unsafe class Markers
             Redirect = Z(p + "overlay.redirect");
             Origin = Z(p + "unionfs.origin");
             Impure = Z(p + "unionfs.impure");
-            Metacopy = Z(p + "unionfs.metacopy");
+            Metacopy = Z(p + "overlay.metacopy");
+            LegacyMetacopy = Z(p + "unionfs.metacopy");
         }
         public byte[] Opaque { get; }
         public byte[] Redirect { get; }
         public byte[] Origin { get; }
         public byte[] Impure { get; }
-        /// <summary>An upper file holding metadata only; its data is still the lower file's.</summary>
+        /// <summary>An upper file holding metadata only; its data is still the lower file's. Kernel overlayfs's own
+        /// marker, so an upper written with metacopy=on mounts the same under <c>mount -t overlay -o metacopy=on</c>
+        /// (and without it the kernel refuses the file rather than showing a hole-filled copy).</summary>
         public byte[] Metacopy { get; }
+        /// <summary>The marker earlier versions wrote; still read.</summary>
+        public byte[] LegacyMetacopy { get; }
         static byte[] Z(string s) => Encoding.ASCII.GetBytes(s + "\0");
     }
 

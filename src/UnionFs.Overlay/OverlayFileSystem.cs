@@ -224,7 +224,7 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
         Libc.close(fd);
         if (r < 0) return Errno.Last;
         // Reserve four bytes of every name so any name can get a ".wh." twin.
-        FsUtil.ToStatFs(s, ref statfs, nameMaxReserve: 4);
+        FsUtil.ToStatFs(s, ref statfs);
         return 0;
     }
 

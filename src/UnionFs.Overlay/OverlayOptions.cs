@@ -28,9 +28,12 @@ public sealed class OverlayOptions
     public bool StaticNlink { get; set; }
     /// <summary>redirect_dir=on (default): lower and merged directories can be renamed. off: EXDEV, as the kernel's default.</summary>
     public bool RedirectDir { get; set; } = true;
-    /// <summary>metacopy=on (default): chmod, chown, utimes and setxattr of a lower file copy up its metadata only.
-    /// off: they copy its data too, so the upper holds whole files (as the kernel without metacopy).</summary>
-    public bool Metacopy { get; set; } = true;
+    /// <summary>metacopy=on: chmod, chown, utimes and setxattr of a lower file copy up its metadata only, and its data
+    /// stays below until the first write. off (the default, as in kernel overlayfs and fuse-overlayfs): they copy the
+    /// data too, so every upper file is whole. Tools that read the upper directory itself (podman commit with a
+    /// mount_program, docker's fuse-overlayfs driver, a tar of the upper) see only whole files; metacopy=on is for
+    /// readers that know the marker (this project's engine, kernel overlayfs with metacopy=on).</summary>
+    public bool Metacopy { get; set; }
     public IdMapping? UidMapping { get; set; }
     public IdMapping? GidMapping { get; set; }
     public uint? SquashUid { get; set; }

@@ -35,7 +35,8 @@ public static class TreeSources
     const string OpaqueFile = ".wh..wh..opq";
 
     static readonly string[] OpaqueXattrs = ["trusted.overlay.opaque", "user.overlay.opaque", "user.fuseoverlayfs.opaque"];
-    static readonly string[] MetacopyXattrs = ["trusted.unionfs.metacopy", "user.unionfs.metacopy"];
+    static readonly string[] MetacopyXattrs =
+        ["trusted.overlay.metacopy", "user.overlay.metacopy", "trusted.unionfs.metacopy", "user.unionfs.metacopy"];
 
     static bool IsMetacopy(string file)
     {
