@@ -1222,6 +1222,33 @@ tc_overlay_odirect_read_lower() {
     assert_lowers_unchanged
 }
 
+# NAME_MAX is what statfs says (255 on the upper's filesystem), the same for every call: a 255-byte
+# name works everywhere, a 256-byte one is ENAMETOOLONG everywhere (also for calls that only look up).
+tc_overlay_name_max_consistent() {
+    ovl_init 1
+    local n255 n256
+    n255=$(printf 'n%.0s' $(seq 255)); n256=${n255}x
+    echo l >"$L1/$n255"
+    snapshot_lowers
+    ovl_mount
+    assert_eq 255 "$(stat -f -c %l "$M")" "f_namemax"
+    assert_content "$M/$n255" $'l\n'
+    x touch "$M/src"
+    sysop "$M" ok link src "l${n255:1}"
+    sysop "$M" ok rename "$n255" "m${n255:1}"
+    sysop "$M" ok unlink "m${n255:1}"
+    assert_listing "$M" "l${n255:1} src"
+    local op
+    for op in "stat $n256" "chmod $n256 600" "chown $n256 1 1" "unlink $n256" "rmdir $n256" "truncate $n256 0" \
+              "link src $n256" "rename src $n256" "rename $n256 x" "mkdir $n256" "mkfifo $n256" "mknod $n256 c 0 0" \
+              "symlink src $n256" "open $n256 w,creat"; do
+        sysop "$M" ENAMETOOLONG $op
+    done
+    ovl_remount
+    assert_enoent "$M/$n255"
+    assert_lowers_unchanged
+}
+
 tc_overlay_statfs_reports_upper() {
     ovl_init 1
     echo f >"$L1/f"
