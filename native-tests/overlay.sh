@@ -357,6 +357,28 @@ tc_overlay_copyup_keeps_metadata() {
     assert_lowers_unchanged
 }
 
+# A copy-up changes nothing in the merged view, so it must not change the times of the directories it
+# passes through (the upper parents it creates or adds the copy to); a real change still does.
+tc_overlay_copyup_keeps_parent_times() {
+    ovl_init 1
+    mkdir -p "$L1/a/b/c"
+    echo f >"$L1/a/b/c/f"; echo g >"$L1/a/b/g"
+    x touch -d '2001-02-03 04:05:06' "$L1/a/b/c" "$L1/a/b" "$L1/a"
+    snapshot_lowers
+    ovl_mount
+    x chmod 600 "$M/a/b/c/f"
+    xs 'echo more >>"$M/a/b/g"'
+    local d
+    for d in a a/b a/b/c; do
+        assert_eq "2001-02-03 04:05:06.000000000" "$(stat -c %y "$U/$d" | cut -c1-29)" "mtime of upper $d after copy-ups"
+    done
+    ovl_remount
+    assert_eq "2001-02-03 04:05:06.000000000" "$(stat_of %y "$M/a/b" | cut -c1-29)" "mtime of a/b through the mount"
+    x touch "$M/a/b/new"
+    [ "$(stat_of %Y "$M/a/b")" -gt 981173106 ] || fail "creating a/b/new did not change the mtime of a/b"
+    assert_lowers_unchanged
+}
+
 tc_overlay_copyup_write_data() {
     ovl_init 2
     printf 'hello world\n' >"$L1/f"

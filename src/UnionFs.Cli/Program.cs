@@ -38,7 +38,8 @@ static class Program
         Daemon.DetachIfDaemonChild();
         try
         {
-            string self = Path.GetFileName(Environment.ProcessPath ?? "unionfs");
+            // The name it was run as (argv[0]), not ProcessPath, which resolves a fuse-overlayfs symlink to unionfs.
+            string self = Path.GetFileName(Environment.GetCommandLineArgs().FirstOrDefault() ?? "unionfs");
             if (self == "fuse-overlayfs" || IsMountHelperCall(args)) return MountCommand.Run(args);
             if (args.Length == 0) { Console.Error.Write(Usage); return 2; }
             return args[0] switch

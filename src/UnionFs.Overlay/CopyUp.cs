@@ -1,4 +1,5 @@
 using System.Buffers;
+using UnionFs.Fuse;
 using UnionFs.Posix;
 
 namespace UnionFs.Overlay;
@@ -32,8 +33,10 @@ public sealed unsafe partial class OverlayFileSystem
         {
             if (Libc.mkdirat(_workFd, tmp, 0700) < 0) return Errno.Last;
             e = CopyMetadata(dirs[0].Fd, ReadOnlySpan<byte>.Empty, tmp, st, dir.Ino);
+            var parentTimes = ParentTimes.Save(parentFd);
             if (e == 0 && Libc.renameat2(_workFd, tmp, parentFd, name, Libc.RENAME_NOREPLACE) < 0) e = Errno.Last;
             if (e != 0) { Libc.unlinkat(_workFd, tmp, Libc.AT_REMOVEDIR); return e; }
+            parentTimes.Restore(parentFd);
             int fd = Libc.openat(parentFd, name, Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0);
             if (fd < 0) return Errno.Last;
             Libc.statx(fd, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &st);
@@ -44,6 +47,35 @@ public sealed unsafe partial class OverlayFileSystem
         }
         MarkImpure(loc.Parent);
         return 0;
+    }
+
+    /// <summary>
+    /// A copy-up adds a name to the upper parent, which changes the parent's mtime although the merged view did not
+    /// change. As overlayfs does, the parent's atime and mtime are put back afterwards (best effort), so a copy-up
+    /// leaves no trace in directory times, in a listing or in a layer committed from the upper.
+    /// </summary>
+    readonly struct ParentTimes
+    {
+        readonly StatxTimestamp _atime, _mtime;
+        readonly bool _valid;
+
+        ParentTimes(in Statx st) { _atime = st.ATime; _mtime = st.MTime; _valid = true; }
+
+        public static ParentTimes Save(int dirFd)
+        {
+            Statx st;
+            return Libc.statx(dirFd, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &st) == 0 ? new ParentTimes(st) : default;
+        }
+
+        public void Restore(int dirFd)
+        {
+            if (!_valid) return;
+            Timespec* ts = stackalloc Timespec[2];
+            ts[0] = new Timespec { Sec = _atime.Sec, Nsec = _atime.Nsec };
+            ts[1] = new Timespec { Sec = _mtime.Sec, Nsec = _mtime.Nsec };
+            byte* path = stackalloc byte[32];
+            Libc.utimensat(Libc.AT_FDCWD, FsUtil.ProcFdPath(dirFd, path), ts, 0);
+        }
     }
 
     /// <summary>An upper directory holding copied-up children: their st_ino must be read from the origin xattr.</summary>
@@ -88,12 +120,14 @@ public sealed unsafe partial class OverlayFileSystem
                 if (e != 0) { Libc.unlinkat(_workFd, tmp, 0); return e; }
                 lock (_ns)
                 {
+                    var parentTimes = ParentTimes.Save(parentFd);
                     if (Libc.renameat2(_workFd, tmp, parentFd, name, Libc.RENAME_NOREPLACE) < 0)
                     {
                         e = Errno.Last;
                         Libc.unlinkat(_workFd, tmp, 0);
                         return e == Errno.EEXIST ? Errno.ESTALE : e; // the name was removed meanwhile
                     }
+                    parentTimes.Restore(parentFd);
                     if (st.NLink > 1 && st.Type == Libc.S_IFREG) node.Indexed = AddToIndex(parentFd, name, node.Ino);
                     Libc.statx(parentFd, name, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st);
                     if (metaOnly) { node.DataLoc = loc; node.Metacopy = true; }
