@@ -74,6 +74,10 @@ public class OverlayOptionsTests
         Assert.Equal(0u, m.ToHost(70000));
         Assert.Equal(65534u, m.ToInside(5)); // unmapped stored ids show as overflow
         Assert.Equal(65534u, m.ToHost(65536)); // unmapped ids are stored as overflow
+        // containers/storage (podman with a mount_program) starts the list with a colon
+        var podman = IdMapping.Parse(":0:100000:65536", "uidmapping");
+        Assert.Equal(100005u, podman.ToInside(5));
+        Assert.Equal(5u, podman.ToHost(100005));
     }
 
     [Fact]

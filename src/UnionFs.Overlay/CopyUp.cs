@@ -128,7 +128,8 @@ public sealed unsafe partial class OverlayFileSystem
                         return e == Errno.EEXIST ? Errno.ESTALE : e; // the name was removed meanwhile
                     }
                     parentTimes.Restore(parentFd);
-                    if (st.NLink > 1 && st.Type == Libc.S_IFREG) node.Indexed = AddToIndex(parentFd, name, node.Ino);
+                    if (st.NLink > 1 && st.Type == Libc.S_IFREG && (node.Indexed = AddToIndex(parentFd, name, node.Ino)))
+                        WriteLowerLinks(parentFd, loc.Name, node.LowerLinks = st.NLink - 1);
                     Libc.statx(parentFd, name, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st);
                     if (metaOnly) { node.DataLoc = loc; node.Metacopy = true; }
                     node.Loc = loc with { Layer = 0 };
@@ -173,10 +174,27 @@ public sealed unsafe partial class OverlayFileSystem
             lock (_ns)
             {
                 if (CopyUpDir(parent, out int pfd) != 0) return false;
-                return Libc.linkat(_indexFd, entry, pfd, nameZ, 0) == 0 || Errno.Last == Errno.EEXIST;
+                if (Libc.linkat(_indexFd, entry, pfd, nameZ, 0) < 0) return Errno.Last == Errno.EEXIST;
+                MarkImpure(parent); // the new name's st_ino is its origin's
+                var entryName = IndexName(ino).AsSpan(0, 16);
+                uint pending = ReadLowerLinks(_indexFd, entryName);
+                if (pending > 0) WriteLowerLinks(_indexFd, entryName, pending - 1);
+                return true;
             }
         }
     }
+
+    /// <summary>
+    /// The link count of a hard-linked lower file after its first copy-up is its upper links (less the index entry)
+    /// plus its lower names not linked up yet. Only the copy-up knows how many those are (the lower link count then,
+    /// less the name copied), so it is kept in an xattr of the upper inode, and each link-up takes one off. Removing
+    /// or renaming a lower name looks it up first, which links it up, so nothing else changes the count.
+    /// </summary>
+    uint ReadLowerLinks(int dirFd, ReadOnlySpan<byte> name) =>
+        uint.TryParse(Markers.GetString(dirFd, name, _x.LowerLinks), out uint n) ? n : 0;
+
+    void WriteLowerLinks(int dirFd, ReadOnlySpan<byte> name, uint n) =>
+        Markers.SetXattr(dirFd, name, _x.LowerLinks, System.Text.Encoding.ASCII.GetBytes(n.ToString()));
 
     /// <summary>A metadata-only copy: a sparse file of the same size (no data blocks) marked as metacopy.</summary>
     int MakeMetacopy(byte[] tmpName, in Statx st)

@@ -67,10 +67,11 @@ public sealed unsafe partial class OverlayFileSystem
         int top = FindTop(dirs, 0, nameZ, name, out st);
         if (top < 0) return -top;
         var ld = dirs[top];
-        uint lowerNLink = ld.Layer != 0 ? st.NLink : 0;
+        bool linkedUp = false;
         if (ld.Layer != 0 && HasUpper && st.NLink > 1 && st.Type == Libc.S_IFREG
             && LinkUpFromIndex(parent, nameZ, MakeIno(ld.Layer, st.Ino)))
         {
+            linkedUp = true;
             dirs = parent.Dirs;
             top = FindTop(dirs, 0, nameZ, name, out st);
             if (top < 0) return -top;
@@ -79,7 +80,7 @@ public sealed unsafe partial class OverlayFileSystem
         var key = (ld.Layer, st.Dev, st.Ino);
         if (_nodes.AcquireExisting(key) is { } existing)
         {
-            if (lowerNLink > existing.LowerNLink) existing.LowerNLink = lowerNLink;
+            if (linkedUp && existing.Indexed) existing.LowerLinks = ReadLowerLinks(ld.Fd, name);
             node = existing;
             return 0;
         }
@@ -88,13 +89,13 @@ public sealed unsafe partial class OverlayFileSystem
         {
             Key = key,
             Loc = new Location(parent, Node.MakeNameZ(name), ld.Layer),
-            LowerNLink = lowerNLink,
         };
         ulong origin = 0;
         if (_layers[ld.Layer].IsUpper && (parent.Impure || fresh.IsDir))
             origin = Markers.GetOrigin(ld.Fd, name, _x.Origin);
         fresh.Ino = origin != 0 ? origin : MakeIno(ld.Layer, st.Ino);
         fresh.Indexed = origin != 0 && st.NLink > 1 && st.Type == Libc.S_IFREG && IsIndexed(origin);
+        if (fresh.Indexed) fresh.LowerLinks = ReadLowerLinks(ld.Fd, name);
         if (origin != 0 && st.Type == Libc.S_IFREG
             && (Markers.GetString(ld.Fd, name, _x.Metacopy) ?? Markers.GetString(ld.Fd, name, _x.LegacyMetacopy)) is not null)
             FindMetacopyData(fresh, parent, dirs, top, nameZ, name);

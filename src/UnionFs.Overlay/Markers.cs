@@ -27,6 +27,7 @@ public static unsafe class Markers
             Impure = Z(p + "unionfs.impure");
             Metacopy = Z(p + "overlay.metacopy");
             LegacyMetacopy = Z(p + "unionfs.metacopy");
+            LowerLinks = Z(p + "unionfs.lowerlinks");
         }
         public byte[] Opaque { get; }
         public byte[] Redirect { get; }
@@ -38,6 +39,8 @@ public static unsafe class Markers
         public byte[] Metacopy { get; }
         /// <summary>The marker earlier versions wrote; still read.</summary>
         public byte[] LegacyMetacopy { get; }
+        /// <summary>On a copied-up hard-linked lower file: how many of its lower names are not linked up yet.</summary>
+        public byte[] LowerLinks { get; }
         static byte[] Z(string s) => Encoding.ASCII.GetBytes(s + "\0");
     }
 

@@ -83,8 +83,9 @@ public sealed class Node
     public volatile bool Metacopy;
     /// <summary>An upper file that also has an entry in the hard-link index.</summary>
     public bool Indexed;
-    /// <summary>The lower file's link count when this node met it: names a not yet linked-up sibling still has.</summary>
-    public uint LowerNLink;
+    /// <summary>For an indexed (copied-up hard-linked) file: its lower names not linked into the upper yet, which count
+    /// in its link count (see OverlayFileSystem.LowerLinks).</summary>
+    public uint LowerLinks;
     /// <summary>The object is known to have no security.capability xattr (xattrs change only through this mount);
     /// <see cref="XattrChanges"/> counts setxattr calls, so a lookup that raced with one does not record it.
     /// Written under <see cref="CopyUpLock"/>.</summary>

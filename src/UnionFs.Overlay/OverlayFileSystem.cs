@@ -199,7 +199,7 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
     {
         FsUtil.ToAttr(st, node.Ino, ref attr);
         // The index entry is not a name users can see; siblings still only in the lower are.
-        if (node.Indexed) attr.NLink = Math.Max(attr.NLink - 1, node.LowerNLink);
+        if (node.Indexed) attr.NLink = Math.Max(attr.NLink, 2) - 1 + node.LowerLinks;
         if (_options.Ino32) attr.Ino &= 0xFFFF_FFFF;
         if (node.IsDir && _options.StaticNlink) attr.NLink = 1;
         else if (node.IsDir && node.Dirs.Length > 1) attr.NLink = MergedDirNLink(node);

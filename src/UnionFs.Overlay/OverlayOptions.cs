@@ -199,7 +199,8 @@ public sealed class IdMapping
 
     public static IdMapping Parse(string s, string option)
     {
-        var parts = s.Split(':');
+        // Empty fields are skipped, as fuse-overlayfs does: containers/storage writes ":0:100000:65536".
+        var parts = s.Split(':', StringSplitOptions.RemoveEmptyEntries);
         if (parts.Length % 3 != 0) throw new ArgumentException($"{option}={s}: expected stored:shown:length triples");
         var ranges = new (uint, uint, uint)[parts.Length / 3];
         for (int i = 0; i < ranges.Length; i++)
