@@ -43,7 +43,7 @@ bg() {
 daemon_pid() { # MNT
     local p args
     for p in /proc/[0-9]*; do
-        mapfile -d '' -t args <"$p/cmdline" 2>/dev/null || continue
+        mapfile -d '' -t args 2>/dev/null <"$p/cmdline" || continue
         [ "${#args[@]}" -ge 2 ] || continue
         [ "${args[0]}" = "$UNIONFS" ] || [ "$(basename "${args[0]}")" = unionfs ] || continue
         [ "${args[1]}" = mount ] || [ "${args[1]}" = -o ] || continue
