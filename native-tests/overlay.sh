@@ -853,13 +853,19 @@ tc_overlay_redirect_chain_in_lowers() {
     mkdir -p "$L1/a/top" "$L1/r"; echo t >"$L1/a/top/t"
     x setfattr -n trusted.overlay.redirect -v /a/n "$L1/a/top"; x mknod "$L1/a/n" c 0 0
     x setfattr -n trusted.overlay.redirect -v /m/q "$L1/r"
+    # An opaque directory on a redirect's path hides the layers below it, even where it lacks the rest.
+    mkdir -p "$L3/q/w" "$L2/q" "$L1/o"; echo zz >"$L3/q/w/zz"
+    x setfattr -n trusted.overlay.opaque -v y "$L2/q"
+    x setfattr -n trusted.overlay.redirect -v /q/w "$L1/o"
     # An upper directory with a relative redirect, as the kernel writes for a rename in one directory.
     mkdir -p "$U/a/top2"; x setfattr -n trusted.overlay.redirect -v e "$U/a/top2"; x mknod "$U/a/e" c 0 0
     snapshot_lowers
     local opts=
     kernel && opts=redirect_dir=on
     ovl_mount "$opts"
-    assert_listing "$M" "a m r"
+    assert_listing "$M" "a m o q r"
+    assert_listing "$M/o" ""
+    assert_listing "$M/q" ""
     assert_listing "$M/a" "top top2"
     assert_listing "$M/a/top" "t w x"        # L1 -> /a/n in L2 -> d in L3
     assert_content "$M/a/top/x" $'x\n'

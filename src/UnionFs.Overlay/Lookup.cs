@@ -224,8 +224,8 @@ public sealed unsafe partial class OverlayFileSystem
             else
             {
                 var found = WalkFromRoot(l, ref absolute, out fd, out last, out next);
-                if (found == Below.Missing) continue;
-                if (found == Below.End) return;
+                if (found == Below.Missing && !last) continue; // (an opaque directory on the way still ends it)
+                if (found != Below.Dir) return;
             }
             list.Add(new LayerDir(l, fd));
             if (last) return;

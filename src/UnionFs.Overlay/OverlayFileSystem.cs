@@ -172,7 +172,6 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
         }
     }
 
-    /// <summary>st_ino: the layer's position in the high bits keeps numbers from different layers apart.</summary>
     /// <summary>
     /// The st_ino shown for an object of a layer. When every layer is on one filesystem its own inode numbers are
     /// already unique, and are shown unchanged, as kernel overlayfs and fuse-overlayfs do (tools that compare
@@ -223,7 +222,6 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
         int r = Libc.fstatvfs(fd, &s);
         Libc.close(fd);
         if (r < 0) return Errno.Last;
-        // Reserve four bytes of every name so any name can get a ".wh." twin.
         FsUtil.ToStatFs(s, ref statfs);
         return 0;
     }
