@@ -1305,6 +1305,38 @@ tc_overlay_name_max_consistent() {
     assert_lowers_unchanged
 }
 
+# A rootless container's union: the daemon is uid 0 of a user namespace of its own, where trusted.*
+# xattrs are not allowed, so whiteouts, opaque directories and redirects must use what is (kernel
+# overlayfs needs -o userxattr for that). The whole life of the mount is inside that namespace.
+tc_overlay_rootless_user_namespace() {
+    ovl_init 1
+    mkdir -p "$L1/d" "$L1/e/sub" && echo df >"$L1/d/df" && echo lf >"$L1/lf" && echo s >"$L1/e/sub/s"
+    snapshot_lowers
+    local opts="lowerdir=$L1,upperdir=$U,workdir=$W" mnt
+    case $IMPL in
+    kernel) mnt="mount -t overlay overlay -o $opts,userxattr $M" ;;
+    unionfs) mnt="$UNIONFS mount -o $opts $M" ;;
+    fuse-overlayfs) mnt="fuse-overlayfs -o $opts $M" ;;
+    esac
+    cat >"$T/in-userns.sh" <<EOF
+set -eu
+trap 'umount "$M" 2>/dev/null || true' EXIT
+[ "\$(tr -s ' ' </proc/self/uid_map | cut -d' ' -f2-)" = "0 0 1" ] # uid 0 here is not the host's root
+$mnt
+rm "$M/lf"; rm -r "$M/d"; mkdir "$M/d"; echo x >"$M/d/x"
+mv "$M/e" "$M/e2" 2>/dev/null || { [ "$IMPL" = kernel ] && cp -a "$M/e" "$M/e2" && rm -r "$M/e"; } # (the kernel: EXDEV under userxattr)
+umount "$M"
+$mnt
+[ "\$(ls "$M" | tr '\n' ' ')" = "d e2 " ] || { echo "listing: \$(ls "$M")"; exit 1; }
+[ "\$(ls "$M/d")" = x ] || { echo "d: \$(ls "$M/d")"; exit 1; }
+[ "\$(cat "$M/e2/sub/s")" = s ]
+umount "$M"
+EOF
+    x unshare --user --map-root-user --mount sh "$T/in-userns.sh" || fail "the union in a user namespace failed (see above)"
+    ! is_mounted "$M" || fail "the mount outlived its namespace's script"
+    assert_lowers_unchanged
+}
+
 tc_overlay_statfs_reports_upper() {
     ovl_init 1
     echo f >"$L1/f"

@@ -25,6 +25,10 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
     /// <summary>W/index: one hard link per copied-up multiply-linked lower file, so its other names join it.</summary>
     readonly int _indexFd = -1;
     readonly bool _asRoot;
+    /// <summary>Root of the initial user namespace: only it may set trusted.* xattrs and register passthrough
+    /// backing files. The daemon of a rootless container is uid 0 too, but in the container's user namespace, and
+    /// keeps its markers in user.* as kernel overlayfs's userxattr does.</summary>
+    readonly bool _privileged;
     readonly ulong _entryTimeout;
     readonly uint _entryTimeoutNsec;
     FuseSession? _session;
@@ -41,7 +45,8 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
         _options = options;
         _log = log;
         _asRoot = Libc.getuid() == 0;
-        _x = new Markers.XattrNames(trusted: _asRoot);
+        _privileged = _asRoot && InInitialUserNamespace();
+        _x = new Markers.XattrNames(trusted: _privileged && !options.UserXattr);
         _entryTimeout = (ulong)Math.Floor(options.Timeout);
         _entryTimeoutNsec = (uint)((options.Timeout - Math.Floor(options.Timeout)) * 1e9);
         Libc.umask(0); // modes arrive with the caller's umask applied by the kernel
@@ -153,6 +158,17 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
         _passthrough = session.PassthroughEnabled;
     }
 
+    /// <summary>Whether uid 0 here is the host's root: /proc/self/uid_map maps the whole id range onto itself.</summary>
+    static bool InInitialUserNamespace()
+    {
+        try
+        {
+            var fields = File.ReadAllText("/proc/self/uid_map").Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
+            return fields is ["0", "0", "4294967295"];
+        }
+        catch (IOException) { return true; } // no /proc: assume the plain case
+    }
+
     /// <summary>
     /// The FUSE passthrough stack depth this union needs: 1 when every layer is on a plain filesystem, 2 when one is
     /// itself stacked (overlayfs, FUSE), 0 (off) when passthrough is disabled or the daemon may not use it.
@@ -161,7 +177,7 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
     {
         get
         {
-            if (!_options.Passthrough || !_asRoot) return 0;
+            if (!_options.Passthrough || !_privileged) return 0;
             uint depth = 1;
             foreach (var l in _layers)
             {

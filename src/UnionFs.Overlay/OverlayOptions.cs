@@ -45,6 +45,9 @@ public sealed class OverlayOptions
     public string? FsName { get; set; }
     /// <summary>noxattrs=1 (fuse-overlayfs): the mount has no extended attributes (and so no ACLs).</summary>
     public bool NoXattrs { get; set; }
+    /// <summary>userxattr (kernel overlayfs): markers in user.overlay.* even as root. They are there anyway when the
+    /// daemon is not root of the initial user namespace.</summary>
+    public bool UserXattr { get; set; }
     /// <summary>ino32_t (fuse-overlayfs): inode numbers cut to 32 bits, for old 32-bit programs.</summary>
     public bool Ino32 { get; set; }
     /// <summary>-o debug (fuse-overlayfs): the same as -d.</summary>
@@ -123,7 +126,7 @@ public sealed class OverlayOptions
                     var v => throw new ArgumentException($"metacopy={v}: expected on or off"),
                 };
                 break;
-            case "userxattr": break; // private xattrs already use the user. namespace when not root
+            case "userxattr": UserXattr = true; break;
             case "squash_to_root": SquashUid = 0; SquashGid = 0; break;
             case "squash_to_uid": SquashUid = uint.Parse(Need()); break;
             case "squash_to_gid": SquashGid = uint.Parse(Need()); break;
