@@ -379,6 +379,47 @@ tc_overlay_copyup_keeps_parent_times() {
     assert_lowers_unchanged
 }
 
+# Reading through the union (files, listings, a copy-up's read of the lower file) leaves the lower
+# layers' atimes alone, as kernel overlayfs does (it opens them O_NOATIME): lower layers do not change.
+tc_overlay_reads_leave_lower_atimes() {
+    ovl_init 1
+    mkdir -p "$L1/d"
+    echo a >"$L1/f"; echo b >"$L1/d/g"; echo c >"$L1/big"
+    snapshot_lowers
+    x touch -a -d '2000-01-01' "$L1/f" "$L1/d" "$L1/d/g" "$L1/big" # (after the snapshot, which reads them)
+    ovl_mount
+    x cat "$M/f" "$M/d/g" >/dev/null
+    x ls -la "$M/d" >/dev/null
+    xs 'echo more >>"$M/big"'
+    assert_eq "2000-01-01 2000-01-01 2000-01-01 2000-01-01" \
+        "$(stat -c %x "$L1/f" "$L1/d" "$L1/d/g" "$L1/big" | cut -c1-10 | tr '\n' ' ' | sed 's/ $//')" "lower atimes after reads"
+    assert_lowers_unchanged
+}
+
+# The modes of new objects as on a local filesystem: the umask applies unless the parent has a default
+# ACL (which decides instead); set-group-ID asked for in a set-group-ID directory is kept (root's
+# chown of the new file must not drop it); an access ACL set by the owner outside the file's group
+# clears set-group-ID.
+tc_overlay_new_object_modes() {
+    ovl_init 1
+    mkdir -p "$L1/acl" "$L1/sg"
+    x setfacl -d --set u::rwx,g::rwx,o::- "$L1/acl"
+    chmod 2777 "$L1/sg"
+    snapshot_lowers
+    ovl_mount
+    xs "cd '$M' && umask 022 && mkdir acl/d plain && touch acl/f plainf"
+    assert_eq "drwxrwx--- -rw-rw---- drwxr-xr-x -rw-r--r--" \
+        "$(x stat -c %A "$M/acl/d" "$M/acl/f" "$M/plain" "$M/plainf" | tr '\n' ' ' | sed 's/ $//')" "modes with and without a default ACL"
+    assert_eq "group::rwx" "$(getfacl -c "$M/acl/d" 2>/dev/null | grep '^group::')" "inherited ACL of acl/d"
+    x python3 -c "import os; os.umask(0); os.close(os.open('$M/sg/x', os.O_CREAT | os.O_WRONLY, 0o2010)); os.mknod('$M/sg/y', 0o102010)"
+    assert_eq "------s--- ------s---" "$(x stat -c %A "$M/sg/x" "$M/sg/y" | tr '\n' ' ' | sed 's/ $//')" "set-group-ID kept on creation"
+    chmod o+x "$T" "${T%/*}" # the owner without privileges must reach the mount
+    x touch "$M/k"; x chown 65534:100 "$M/k"; x chmod 2755 "$M/k"
+    as_nobody setfacl -m u::rwx,g::rwx,o::rwx "$M/k"
+    assert_eq "-rwxrwxrwx" "$(stat_of %A "$M/k")" "setfacl by the owner outside the group"
+    assert_lowers_unchanged
+}
+
 tc_overlay_copyup_write_data() {
     ovl_init 2
     printf 'hello world\n' >"$L1/f"

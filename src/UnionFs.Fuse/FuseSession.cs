@@ -82,6 +82,7 @@ public sealed unsafe class FuseSession : IDisposable
             if (_options.PosixAcl && _options.DefaultPermissions) wanted |= (ulong)InitFlags.PosixAcl;
             if (_options.PassthroughStackDepth > 0) wanted |= (ulong)InitFlags.Passthrough;
             if (_fs.HandlesKillPriv) wanted |= (ulong)InitFlags.HandleKillprivV2;
+            if (_fs.AppliesUmask) wanted |= (ulong)InitFlags.DontMask;
             ulong agreed = offered & wanted;
             Negotiated = (InitFlags)agreed;
             KernelMinor = Math.Min(init.Minor, ProtocolMinor);

@@ -7,7 +7,8 @@ namespace UnionFs.Fuse;
 /// Who is asking: the caller's fsuid, fsgid and thread-group id (0 for RELEASE, FORGET, writeback).
 /// <paramref name="KillSuidGid"/>: the caller lacks CAP_FSETID, so this WRITE, truncating SETATTR or O_TRUNC
 /// OPEN/CREATE must clear set-user-ID, and set-group-ID when group-executable (see
-/// <see cref="IFuseFileSystem.HandlesKillPriv"/>).
+/// <see cref="IFuseFileSystem.HandlesKillPriv"/>); on a SETXATTR of an access ACL it asks to clear set-group-ID
+/// (the caller is not in the file's group), as setting the mode would.
 /// </summary>
 public readonly record struct RequestContext(uint Uid, uint Gid, uint Pid, bool KillSuidGid = false);
 
@@ -34,6 +35,13 @@ public interface IFuseFileSystem
     /// inode it has once seen without them, instead of asking for security.capability before every write(2).
     /// </summary>
     bool HandlesKillPriv => false;
+
+    /// <summary>
+    /// Whether the filesystem applies the caller's umask to new objects itself (FUSE_DONT_MASK): it then gets the mode
+    /// unmasked with the umask beside it, and must leave the umask out where the parent directory has a default ACL,
+    /// which replaces the umask on a local filesystem.
+    /// </summary>
+    bool AppliesUmask => false;
 
     /// <summary>Called once after INIT with what was negotiated.</summary>
     void Initialized(FuseSession session) { }

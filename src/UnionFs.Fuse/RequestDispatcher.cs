@@ -188,11 +188,12 @@ public sealed class RequestDispatcher
             case Opcode.SetXattr:
             {
                 ReadOnlySpan<byte> rest;
-                uint size, flags;
-                if (SetxattrExt) { if (!Read(body, out SetXattrIn x, out rest)) return Errno.EINVAL; size = x.Size; flags = x.Flags; }
+                uint size, flags, extFlags = 0;
+                if (SetxattrExt) { if (!Read(body, out SetXattrIn x, out rest)) return Errno.EINVAL; size = x.Size; flags = x.Flags; extFlags = x.SetXattrFlags; }
                 else { if (!Read(body, out GetXattrIn x, out rest)) return Errno.EINVAL; size = x.Size; flags = x.Padding; }
                 if (!Name(rest, out var name, out var value) || size > (uint)value.Length) return Errno.EINVAL;
-                return _fs.SetXattr(ctx, node, name, value[..(int)size], (int)flags);
+                var c = ctx with { KillSuidGid = (extFlags & SetXattrFlags.AclKillSgid) != 0 };
+                return _fs.SetXattr(c, node, name, value[..(int)size], (int)flags);
             }
             case Opcode.GetXattr:
             {

@@ -31,7 +31,7 @@ public sealed unsafe partial class OverlayFileSystem
         if (Libc.statx(dirs[0].Fd, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &st) < 0) return Errno.Last;
         fixed (byte* tmp = TempName()) fixed (byte* name = loc.NameZ)
         {
-            if (Libc.mkdirat(_workFd, tmp, 0700) < 0) return Errno.Last;
+            if (Libc.mkdirat(_workFd, tmp, 0x1C0 /* 0700 */) < 0) return Errno.Last;
             e = CopyMetadata(dirs[0].Fd, ReadOnlySpan<byte>.Empty, tmp, st, dir.Ino);
             var parentTimes = ParentTimes.Save(parentFd);
             if (e == 0 && Libc.renameat2(_workFd, tmp, parentFd, name, Libc.RENAME_NOREPLACE) < 0) e = Errno.Last;
@@ -201,7 +201,7 @@ public sealed unsafe partial class OverlayFileSystem
     {
         fixed (byte* tmp = tmpName)
         {
-            int fd = Libc.openat(_workFd, tmp, Libc.O_CREAT | Libc.O_EXCL | Libc.O_WRONLY | Libc.O_CLOEXEC, 0600);
+            int fd = Libc.openat(_workFd, tmp, Libc.O_CREAT | Libc.O_EXCL | Libc.O_WRONLY | Libc.O_CLOEXEC, 0x180 /* 0600 */);
             if (fd < 0) return Errno.Last;
             int e = Libc.ftruncate(fd, (long)st.Size) < 0 ? Errno.Last : 0;
             Libc.close(fd);
@@ -267,12 +267,12 @@ public sealed unsafe partial class OverlayFileSystem
         {
             case Libc.S_IFREG:
             {
-                int dst = Libc.openat(_workFd, tmp, Libc.O_CREAT | Libc.O_EXCL | Libc.O_WRONLY | Libc.O_CLOEXEC, 0600);
+                int dst = Libc.openat(_workFd, tmp, Libc.O_CREAT | Libc.O_EXCL | Libc.O_WRONLY | Libc.O_CLOEXEC, 0x180 /* 0600 */);
                 if (dst < 0) return Errno.Last;
                 int e = 0;
                 if (withData && st.Size > 0)
                 {
-                    int src = Libc.openat(srcDir, name, Libc.O_RDONLY | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0);
+                    int src = OpenNoAtime(srcDir, name, Libc.O_RDONLY | Libc.O_NOFOLLOW | Libc.O_CLOEXEC);
                     if (src < 0) e = Errno.Last;
                     else { e = CopyData(src, dst, (long)st.Size); Libc.close(src); }
                 }

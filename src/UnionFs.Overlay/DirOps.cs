@@ -74,11 +74,19 @@ public sealed unsafe partial class OverlayFileSystem
     }
 
     /// <summary>
+    /// The mode a new object gets: the caller's umask takes bits away, unless the parent directory has a default ACL,
+    /// which decides instead (the upper filesystem applies it when the object is made), as on a local filesystem.
+    /// The kernel leaves this to us (FUSE_DONT_MASK) because only here is the parent's ACL known.
+    /// </summary>
+    static uint ApplyUmask(uint mode, uint umask, int parentUpperFd) =>
+        umask == 0 || Markers.HasXattr(parentUpperFd, "system.posix_acl_default\0"u8) ? mode : mode & ~(umask & 0x1FF);
+
+    /// <summary>
     /// Creates one object at parent/name in the upper. Over a whiteout the object is built in the work directory and
     /// renamed over it (a directory is swapped with RENAME_EXCHANGE and made opaque), so the lower object never
     /// reappears, not even after a crash. Returns the open descriptor for files in <paramref name="fileFd"/>.
     /// </summary>
-    int CreateObject(in RequestContext ctx, Node parent, ReadOnlySpan<byte> name, Kind kind, uint mode, ulong rdev,
+    int CreateObject(in RequestContext ctx, Node parent, ReadOnlySpan<byte> name, Kind kind, uint mode, uint umask, ulong rdev,
                      byte* target, int openFlags, out int fileFd)
     {
         fileFd = -1;
@@ -94,6 +102,7 @@ public sealed unsafe partial class OverlayFileSystem
             e = CopyUpDir(parent, out int pfd);
             if (e != 0) return e;
             var owner = NewOwner(ctx, pfd);
+            mode = ApplyUmask(mode, umask, pfd);
             Changed(parent, subdirs: kind == Kind.Dir);
             if (!s.UpperWhiteout)
             {
@@ -135,6 +144,10 @@ public sealed unsafe partial class OverlayFileSystem
         if (r < 0) return Errno.Last;
         int e = 0;
         if (_asRoot && Libc.fchownat(dirFd, nameZ, owner.Uid, owner.Gid, Libc.AT_SYMLINK_NOFOLLOW) < 0) e = Errno.Last;
+        // chown clears set-user-ID and set-group-ID of an executable non-directory, even for root; the mode asked for
+        // (the kernel has already dropped a set-group-ID the caller may not have) is what the new object must show.
+        if (e == 0 && _asRoot && kind is Kind.File or Kind.Node && (mode & (Libc.S_ISUID | Libc.S_ISGID)) != 0
+            && Libc.fchmodat(dirFd, nameZ, mode & 0xFFF, 0) < 0) e = Errno.Last;
         if (e == 0 && opaque)
         {
             int len = new ReadOnlySpan<byte>(nameZ, NameMax + 32).IndexOf((byte)0);
@@ -160,7 +173,7 @@ public sealed unsafe partial class OverlayFileSystem
     public int MkDir(in RequestContext ctx, ulong parent, ReadOnlySpan<byte> name, uint mode, uint umask, ref EntryOut entry)
     {
         if (_nodes.Get(parent) is not { } p) return Errno.ESTALE;
-        return Created(CreateObject(ctx, p, name, Kind.Dir, mode, 0, null, 0, out _), p, name, ref entry);
+        return Created(CreateObject(ctx, p, name, Kind.Dir, mode, umask, 0, null, 0, out _), p, name, ref entry);
     }
 
     public int MkNod(in RequestContext ctx, ulong parent, ReadOnlySpan<byte> name, uint mode, uint rdev, uint umask, ref EntryOut entry)
@@ -171,7 +184,7 @@ public sealed unsafe partial class OverlayFileSystem
         ulong dev = Libc.MakeDev((rdev >> 8) & 0xfff, (rdev & 0xff) | ((rdev >> 12) & 0xfff00));
         if ((mode & Libc.S_IFMT) == Libc.S_IFCHR && dev == 0) return Errno.EPERM; // char 0/0 is a whiteout, never a device
         var kind = (mode & Libc.S_IFMT) == Libc.S_IFREG ? Kind.File : Kind.Node;
-        int e = CreateObject(ctx, p, name, kind, mode, dev, null, Libc.O_WRONLY, out int fd);
+        int e = CreateObject(ctx, p, name, kind, mode, umask, dev, null, Libc.O_WRONLY, out int fd);
         if (fd >= 0) Libc.close(fd);
         return Created(e, p, name, ref entry);
     }
@@ -183,7 +196,7 @@ public sealed unsafe partial class OverlayFileSystem
         byte* t = stackalloc byte[target.Length + 1];
         target.CopyTo(new Span<byte>(t, target.Length));
         t[target.Length] = 0;
-        return Created(CreateObject(ctx, p, name, Kind.Symlink, 0777, 0, t, 0, out _), p, name, ref entry);
+        return Created(CreateObject(ctx, p, name, Kind.Symlink, 0x1FF, 0, 0, t, 0, out _), p, name, ref entry);
     }
 
     public int Create(in RequestContext ctx, ulong parent, ReadOnlySpan<byte> name, int flags, uint mode, uint umask, ref EntryOut entry, ref OpenOut open)
@@ -192,7 +205,7 @@ public sealed unsafe partial class OverlayFileSystem
         int e, fd;
         for (int attempt = 0; ; attempt++)
         {
-            e = CreateObject(ctx, p, name, Kind.File, mode | Libc.S_IFREG, 0, null, flags & ~Libc.O_TRUNC, out fd);
+            e = CreateObject(ctx, p, name, Kind.File, mode | Libc.S_IFREG, umask, 0, null, flags & ~Libc.O_TRUNC, out fd);
             if (e != Errno.EEXIST || (flags & Libc.O_EXCL) != 0) break;
             // open(O_CREAT) of a name that exists after all (another process created it meanwhile): open it,
             // unless it disappears again before we get there, then try to create it once more.
@@ -431,7 +444,7 @@ public sealed unsafe partial class OverlayFileSystem
     static void RemoveTreeAt(int dirFd, byte* nameZ)
     {
         if (Libc.unlinkat(dirFd, nameZ, 0) == 0) return;
-        int fd = Libc.openat(dirFd, nameZ, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0);
+        int fd = OpenNoAtime(dirFd, nameZ, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_NOFOLLOW | Libc.O_CLOEXEC);
         if (fd < 0) return;
         byte* buf = stackalloc byte[8192];
         byte* c = stackalloc byte[NameMax + 1];
@@ -624,7 +637,7 @@ public sealed unsafe partial class OverlayFileSystem
 
     static int ClearWhiteouts(int pfd, byte* nameZ)
     {
-        int fd = Libc.openat(pfd, nameZ, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0);
+        int fd = OpenNoAtime(pfd, nameZ, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_NOFOLLOW | Libc.O_CLOEXEC);
         if (fd < 0) return Errno.Last;
         byte* buf = stackalloc byte[8192];
         byte* c = stackalloc byte[NameMax + 1];

@@ -42,7 +42,7 @@ public sealed unsafe partial class OverlayFileSystem
         if (n.UnlinkedFd >= 0)
         {
             byte* path = stackalloc byte[32];
-            fd = Libc.openat(Libc.AT_FDCWD, FsUtil.ProcFdPath(n.UnlinkedFd, path), flags & ~Libc.O_NOFOLLOW, 0);
+            fd = OpenNoAtime(Libc.AT_FDCWD, FsUtil.ProcFdPath(n.UnlinkedFd, path), flags & ~Libc.O_NOFOLLOW);
         }
         else if (n.Unlinked) return -Errno.ESTALE;
         else
@@ -50,7 +50,7 @@ public sealed unsafe partial class OverlayFileSystem
             var loc = n.Metacopy && (flags & Libc.O_ACCMODE) == Libc.O_RDONLY && n.DataLoc is { } d ? d : n.Loc;
             int dirFd = loc.Parent?.DirFd(loc.Layer) ?? -1;
             if (dirFd < 0) return -Errno.ESTALE;
-            fixed (byte* name = loc.NameZ) fd = Libc.openat(dirFd, name, flags, 0);
+            fixed (byte* name = loc.NameZ) fd = OpenNoAtime(dirFd, name, flags);
         }
         return fd < 0 ? -Errno.Last : fd;
     }
@@ -259,9 +259,15 @@ public sealed unsafe partial class OverlayFileSystem
         {
             int e = CopyUpDir(p, out int pfd);
             if (e != 0) return e;
+            mode = ApplyUmask(mode, umask, pfd);
             int fd = Libc.openat(pfd, DotZ, (flags & ~Libc.O_CREAT) | Libc.O_TMPFILE | Libc.O_CLOEXEC, mode & 0xFFF);
             if (fd < 0) return Errno.Last;
-            if (_asRoot) Libc.fchown(fd, HostUid(ctx.Uid), HostGid(ctx.Gid));
+            if (_asRoot)
+            {
+                var owner = NewOwner(ctx, pfd); // (a set-group-ID directory gives its group, as for any new file)
+                Libc.fchown(fd, owner.Uid, owner.Gid);
+                if ((mode & (Libc.S_ISUID | Libc.S_ISGID)) != 0) Libc.fchmod(fd, mode & 0xFFF);
+            }
             return OpenedUnnamed(p, fd, ref entry, ref open);
         }
     }

@@ -175,7 +175,19 @@ public sealed unsafe partial class OverlayFileSystem
         fixed (byte* nm = name) fixed (byte* v = value)
             e = FsUtil.Err(follow ? Libc.setxattr(path, nm, v, value.Length, flags) : Libc.lsetxattr(path, nm, v, value.Length, flags));
         lock (n.CopyUpLock) { n.XattrChanges++; n.NoCapability = false; }
+        // An access ACL set by someone outside the file's group clears set-group-ID, as chmod would; the daemon sets
+        // it as root, so the upper filesystem would not.
+        if (e == 0 && ctx.KillSuidGid && name.SequenceEqual("system.posix_acl_access"u8)) ClearSetGid(n, path, follow);
         return e;
+    }
+
+    void ClearSetGid(Node n, byte* path, bool follow)
+    {
+        Statx st;
+        if (Libc.statx(Libc.AT_FDCWD, path, follow ? 0 : Libc.AT_SYMLINK_NOFOLLOW, Statx.TypeAndMode, &st) != 0) return;
+        if ((st.Mode & Libc.S_ISGID) == 0 || st.Type == Libc.S_IFLNK) return;
+        if (Libc.fchmodat(Libc.AT_FDCWD, path, (uint)(st.Mode & 0xFFF & ~Libc.S_ISGID), 0) == 0)
+            _session?.NotifyInvalidateInode(n.Id, -1, 0);
     }
 
     public int RemoveXattr(in RequestContext ctx, ulong node, ReadOnlySpan<byte> name)

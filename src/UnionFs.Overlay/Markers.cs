@@ -113,6 +113,14 @@ public static unsafe class Markers
             return Libc.statx(dirFd, m, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st) == 0;
     }
 
+    /// <summary>Whether the directory open as <paramref name="dirFd"/> has the xattr (a NUL-terminated name).</summary>
+    public static bool HasXattr(int dirFd, ReadOnlySpan<byte> xattrZ)
+    {
+        byte* path = stackalloc byte[PathBufferSize];
+        AtPath(dirFd, ReadOnlySpan<byte>.Empty, path);
+        fixed (byte* xn = xattrZ) return Libc.getxattr(path, xn, null, 0) >= 0;
+    }
+
     public static string? GetString(int dirFd, ReadOnlySpan<byte> name, byte[] xattr)
     {
         byte* path = stackalloc byte[PathBufferSize];
@@ -167,7 +175,7 @@ public static unsafe class Markers
     public static bool ScanForAufsMarkers(int dirFd)
     {
         int fd;
-        fixed (byte* dot = ".\0"u8) fd = Libc.openat(dirFd, dot, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0);
+        fixed (byte* dot = ".\0"u8) fd = OverlayFileSystem.OpenNoAtime(dirFd, dot, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_CLOEXEC);
         if (fd < 0) return true; // cannot tell: keep probing
         try
         {

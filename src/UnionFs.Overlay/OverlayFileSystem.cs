@@ -79,6 +79,8 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
     /// <summary>Set-ID bits are cleared in FileOps (DropSetId); capabilities and chown's clearing are the upper
     /// filesystem's own doing on our writes, truncates and chowns.</summary>
     public bool HandlesKillPriv => true;
+    /// <summary>New objects get the caller's umask here, or the parent's default ACL instead (see ApplyUmask).</summary>
+    public bool AppliesUmask => true;
     internal NodeTable Nodes => _nodes;
 
     static Layer OpenLayer(string path, ulong tag, bool upper)
@@ -156,6 +158,17 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
     {
         _session = session;
         _passthrough = session.PassthroughEnabled;
+    }
+
+    /// <summary>
+    /// openat with O_NOATIME: reading a layer through the union must not change it, not even its atimes (lower layers
+    /// are read-only by contract, and the mount's own atime options are not the layers'). Without the right to
+    /// O_NOATIME (not the owner, no CAP_FOWNER) the open goes ahead without it.
+    /// </summary>
+    internal static int OpenNoAtime(int dirFd, byte* name, int flags, uint mode = 0)
+    {
+        int fd = Libc.openat(dirFd, name, flags | Libc.O_NOATIME, mode);
+        return fd < 0 && Errno.Last == Errno.EPERM ? Libc.openat(dirFd, name, flags, mode) : fd;
     }
 
     /// <summary>Whether uid 0 here is the host's root: /proc/self/uid_map maps the whole id range onto itself.</summary>

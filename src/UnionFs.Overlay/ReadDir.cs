@@ -22,7 +22,7 @@ public sealed unsafe partial class OverlayFileSystem
             foreach (var ld in dir.Dirs)
             {
                 bool checkOrigin = withInodes && _layers[ld.Layer].IsUpper && dir.Impure;
-                int fd = Libc.openat(ld.Fd, DotZ, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0);
+                int fd = OpenNoAtime(ld.Fd, DotZ, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_CLOEXEC);
                 if (fd < 0) continue;
                 try
                 {

@@ -137,6 +137,8 @@ public struct ReadIn { public ulong Fh, Offset; public uint Size, ReadFlags; pub
 [StructLayout(LayoutKind.Sequential)] public struct FlushIn { public ulong Fh; public uint Unused, Padding; public ulong LockOwner; }
 [StructLayout(LayoutKind.Sequential)] public struct FsyncIn { public ulong Fh; public uint FsyncFlags, Padding; }
 [StructLayout(LayoutKind.Sequential)] public struct SetXattrIn { public uint Size, Flags, SetXattrFlags, Padding; }
+/// <summary>fuse_setxattr_in.setxattr_flags.</summary>
+public static class SetXattrFlags { public const uint AclKillSgid = 1; }
 [StructLayout(LayoutKind.Sequential)] public struct GetXattrIn { public uint Size, Padding; }
 [StructLayout(LayoutKind.Sequential)] public struct GetXattrOut { public uint Size, Padding; }
 [StructLayout(LayoutKind.Sequential)] public struct AccessIn { public uint Mask, Padding; }
