@@ -1477,6 +1477,12 @@ tc_overlay_fuse_overlayfs_options() {
         x "$UNIONFS" unionfs "$M" -o "lowerdir=$L1,upperdir=$U,workdir=$W"
         _register_mount "$IMPL" "$M"
         assert_content "$M/f" $'f\n'
+        # "mount -o remount,ro MNT" arrives the same way, with the union's options beside it
+        x "$UNIONFS" unionfs "$M" -o "remount,ro,lowerdir=$L1,upperdir=$U,workdir=$W"
+        sysop "$M" EROFS open new w,creat
+        assert_content "$M/f" $'f\n'
+        x "$UNIONFS" unionfs "$M" -o remount,rw
+        sysop "$M" ok open new w,creat
         ovl_umount
     fi
     assert_lowers_unchanged

@@ -32,6 +32,7 @@ static class MountCommand
         // fuse-overlayfs also accepts "source mountpoint"; the source is informational there too.
         if (positional.Count is < 1 or > 2) throw new UsageException("usage: unionfs mount [-f] [-d] -o lowerdir=L1:L2,upperdir=U,workdir=W MNT");
         string mountpoint = Path.GetFullPath(positional[^1]);
+        if (optionStrings.SelectMany(o => o.Split(',')).Contains("remount")) return Remount(optionStrings, mountpoint);
 
         bool asRoot = Libc.getuid() == 0;
         OverlayOptions options;
@@ -72,6 +73,27 @@ static class MountCommand
             try { return FuseSession.Start(mountpoint, fs, fuseOptions, log); }
             catch { fs.Dispose(); throw; }
         }, flags.Foreground, log);
+    }
+
+    /// <summary>
+    /// "mount -o remount,ro MNT" reaches us through mount.fuse3 with the union's options beside it: only the
+    /// mount's flags can change (read-only, nosuid, nodev, noexec, noatime); the kernel applies them to the live
+    /// mount, the daemon keeps serving it.
+    /// </summary>
+    static int Remount(List<string> optionStrings, string mountpoint)
+    {
+        ulong flags = Libc.MS_REMOUNT | Libc.MS_NOATIME;
+        foreach (var o in optionStrings.SelectMany(s => s.Split(',')))
+            flags = o switch
+            {
+                "ro" => flags | Libc.MS_RDONLY, "rw" => flags & ~Libc.MS_RDONLY,
+                "nosuid" => flags | Libc.MS_NOSUID, "suid" => flags & ~Libc.MS_NOSUID,
+                "nodev" => flags | Libc.MS_NODEV, "dev" => flags & ~Libc.MS_NODEV,
+                "noexec" => flags | Libc.MS_NOEXEC, "exec" => flags & ~Libc.MS_NOEXEC,
+                _ => flags,
+            };
+        if (Libc.mount("unionfs", mountpoint, "fuse.unionfs", flags, null) == 0) return 0;
+        throw new UsageException($"remount {mountpoint}: {Errno.Describe(Errno.Last)}");
     }
 
     static unsafe bool IsReadOnlyFs(string path)
