@@ -420,6 +420,22 @@ tc_overlay_new_object_modes() {
     assert_lowers_unchanged
 }
 
+# A write through a shared mapping of a file opened through passthrough reaches the upper without a
+# request to the daemon; the file's mtime must still show it, during and after (as xfstests generic/080).
+tc_overlay_mmap_write_updates_mtime() {
+    ovl_init 1
+    snapshot_lowers
+    ovl_mount
+    x xfs_io -f -c 'pwrite 0 4k' "$M/f" >/dev/null
+    local t0
+    t0=$(stat_of %Y "$M/f")
+    sleep 1.1
+    x xfs_io -c 'mmap 0 4k' -c 'mwrite 0 4k' -c 'msync' "$M/f"
+    [ "$(stat_of %Y "$M/f")" -gt "$t0" ] || fail "mtime after the mapped write: $(stat_of %Y "$M/f"), before: $t0"
+    if [ "$IMPL" != kernel ]; then assert_eq "$(stat -c %Y "$U/f")" "$(stat_of %Y "$M/f")" "mtime through the mount and in the upper"; fi
+    assert_lowers_unchanged
+}
+
 tc_overlay_copyup_write_data() {
     ovl_init 2
     printf 'hello world\n' >"$L1/f"

@@ -5,7 +5,8 @@ set -euo pipefail
 
 packages=(fuse3 gcc make attr acl e2fsprogs util-linux coreutils findutils tar xz-utils zstd
           hyperfine fio fuse-overlayfs busybox-static skopeo docker-registry libsqlite3-0
-          apache2-utils openssl python3)  # htpasswd, and a JWT token server, for scripts/test-registry.sh
+          apache2-utils openssl python3   # htpasswd, and a JWT token server, for scripts/test-registry.sh
+          xfsprogs)                        # xfs_io, for the native tests' mmap-write case
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

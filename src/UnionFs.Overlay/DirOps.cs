@@ -231,9 +231,11 @@ public sealed unsafe partial class OverlayFileSystem
         // local filesystem.
         if (e == Errno.ENOENT && fd >= 0) return OpenedUnnamed(p, fd, ref entry, ref open);
         if (e != 0) { if (fd >= 0) Libc.close(fd); return e; }
-        FillEntry(node!, created, ref entry);
         node!.NoCapability = true; // a new file has no xattrs but those this mount sets
-        return Opened(node, fd, lowerData: false, ref open, created.Mode); // the mode of our new file (IsObjectOf)
+        // Opened first: whether the entry's attributes may be cached depends on how the file is opened.
+        e = Opened(node, fd, lowerData: false, ref open, created.Mode, WantsWrite(flags)); // (the mode of our new file)
+        FillEntry(node, created, ref entry);
+        return e;
     }
 
     /// <summary>Whether <paramref name="st"/> describes the object open as <paramref name="fd"/>.</summary>

@@ -27,7 +27,7 @@ public sealed unsafe partial class OverlayFileSystem
         if (fd is -Errno.ENOENT or -Errno.ENXIO) return Errno.ESTALE;
         if (fd < 0) return -fd;
         if (ctx.KillSuidGid && (flags & Libc.O_TRUNC) != 0) DropSetId(node, fd);
-        int e2 = Opened(n, fd, lowerData, ref open);
+        int e2 = Opened(n, fd, lowerData, ref open, writable: WantsWrite(flags));
         if (lowerData && (open.Fh & PassthroughHandle) == 0) open.Fh |= LowerHandle;
         return e2;
     }
@@ -62,6 +62,8 @@ public sealed unsafe partial class OverlayFileSystem
     const ulong LowerHandle = 1UL << 33;
     /// <summary>Bit 34: a page-cache open counted in <see cref="Node.CachedOpens"/> (passthrough mounts only).</summary>
     const ulong CachedHandle = 1UL << 34;
+    /// <summary>Bit 35: a passthrough open for writing, counted in <see cref="Node.BackingWriters"/>.</summary>
+    const ulong WriterHandle = 1UL << 35;
 
     /// <summary>
     /// Finishes an open: chooses how the kernel does the file's I/O. The kernel keeps one I/O mode per inode:
@@ -77,7 +79,7 @@ public sealed unsafe partial class OverlayFileSystem
     /// Once a file's data is in the upper it stays there, so its backing file never changes.
     /// </summary>
     /// <remarks><paramref name="mode"/>: the file's mode when the caller has just stat'ed it, else -1.</remarks>
-    int Opened(Node n, int fd, bool lowerData, ref OpenOut open, int mode = -1)
+    int Opened(Node n, int fd, bool lowerData, ref OpenOut open, int mode = -1, bool writable = true)
     {
         Interlocked.Increment(ref n.OpenCount);
         open.Fh = (ulong)(uint)fd;
@@ -101,6 +103,14 @@ public sealed unsafe partial class OverlayFileSystem
                 // Also for a reader that opened the lower file just before a copy-up: the backing file is the copy.
                 n.BackingRefs++;
                 open.Fh |= PassthroughHandle;
+                if (writable && n.BackingWriters++ == 0)
+                {
+                    // From now on the file's times may change unseen (see AttrsMayChangeUnseen): drop what the kernel
+                    // holds with a long timeout.
+                    open.Fh |= WriterHandle;
+                    _session?.NotifyInvalidateInode(n.Id, -1, 0);
+                }
+                else if (writable) open.Fh |= WriterHandle;
                 open.OpenFlags = OpenFlags.Passthrough | OpenFlags.NoFlush;
                 open.BackingId = n.BackingId;
                 return 0;
@@ -145,10 +155,15 @@ public sealed unsafe partial class OverlayFileSystem
             lock (n.CopyUpLock)
             {
                 if ((fh & CachedHandle) != 0) n.CachedOpens--;
-                else if (--n.BackingRefs == 0 && n.BackingId > 0)
+                else
                 {
-                    _session!.CloseBacking(n.BackingId);
-                    n.BackingId = 0;
+                    // The last writer gone: what a mapping wrote is in the upper now, the kernel must read it again.
+                    if ((fh & WriterHandle) != 0 && --n.BackingWriters == 0) _session?.NotifyInvalidateInode(n.Id, -1, 0);
+                    if (--n.BackingRefs == 0 && n.BackingId > 0)
+                    {
+                        _session!.CloseBacking(n.BackingId);
+                        n.BackingId = 0;
+                    }
                 }
             }
         return 0;
@@ -283,8 +298,9 @@ public sealed unsafe partial class OverlayFileSystem
         };
         node.UnlinkedFd = OpenProcPath(fd); // an unnamed file is reached only through its descriptor
         node = _nodes.AddOrAcquire(node, parent);
+        int e = Opened(node, fd, lowerData: false, ref open, st.Mode);
         FillEntry(node, st, ref entry);
-        return Opened(node, fd, lowerData: false, ref open, st.Mode);
+        return e;
     }
 
     static int OpenProcPath(int fd)

@@ -17,7 +17,7 @@ public sealed unsafe partial class OverlayFileSystem
         // size would shrink the kernel's idea of a file that has grown in the upper since.
         e = StatNode(n, out st);
         if (e != 0) return e;
-        bool mayChange = ModeMayChangeUnseen(n, st);
+        bool mayChange = AttrsMayChangeUnseen(n, st);
         attr.AttrValid = mayChange ? 0 : _entryTimeout;
         attr.AttrValidNsec = mayChange ? 0 : _entryTimeoutNsec;
         FillAttr(n, st, ref attr.Attr);

@@ -140,6 +140,10 @@ public sealed class Node
     public ref int BackingRefs => ref Extra.BackingRefs;
     /// <summary>Whether passthrough opens exist; a read that does not make the side object.</summary>
     public bool HasBackingOpens => _extra is { BackingRefs: > 0 };
+    /// <summary>Passthrough opens for writing: a write through a shared mapping of one changes the file's times
+    /// without any request reaching the daemon.</summary>
+    public ref int BackingWriters => ref Extra.BackingWriters;
+    public bool HasBackingWriters => _extra is { BackingWriters: > 0 };
     public ref int CachedOpens => ref Extra.CachedOpens;
     public ref bool PageCacheStale => ref Extra.PageCacheStale;
     /// <summary>Serializes copy-up and the passthrough fields above. Made on first use: most nodes are only looked up
@@ -170,7 +174,7 @@ public sealed class NodeExtra
     public Location? DataLoc;
     public int XattrChanges;
     public int OpenCount;
-    public int BackingId, BackingRefs, CachedOpens;
+    public int BackingId, BackingRefs, BackingWriters, CachedOpens;
     public bool PageCacheStale;
     public readonly Lock CopyUpLock = new();
 }

@@ -215,13 +215,17 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
         entry.EntryValid = entry.AttrValid = _entryTimeout;
         entry.EntryValidNsec = entry.AttrValidNsec = _entryTimeoutNsec;
         FillAttr(node, st, ref entry.Attr);
-        if (ModeMayChangeUnseen(node, st)) entry.AttrValid = entry.AttrValidNsec = 0;
+        if (AttrsMayChangeUnseen(node, st)) entry.AttrValid = entry.AttrValidNsec = 0;
     }
 
-    /// <summary>A set-ID file with passthrough opens: a write through one clears the bits in the upper without any
-    /// request reaching us (see RegisterBacking), so the kernel must not keep its attributes.</summary>
-    static bool ModeMayChangeUnseen(Node node, in Statx st) =>
-        (st.Mode & (Libc.S_ISUID | Libc.S_ISGID)) != 0 && node.HasBackingOpens;
+    /// <summary>
+    /// Attributes that change without a request reaching us must not be cached by the kernel: a set-ID file with
+    /// passthrough opens (a write through one clears the bits in the upper, see RegisterBacking), and a file with
+    /// passthrough opens for writing (a write through a shared mapping of one sets its mtime and ctime in the upper;
+    /// write(2) itself updates the kernel's copy).
+    /// </summary>
+    static bool AttrsMayChangeUnseen(Node node, in Statx st) =>
+        node.HasBackingWriters || (st.Mode & (Libc.S_ISUID | Libc.S_ISGID)) != 0 && node.HasBackingOpens;
 
     void FillAttr(Node node, in Statx st, ref Attr attr)
     {
