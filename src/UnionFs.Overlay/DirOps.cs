@@ -78,8 +78,14 @@ public sealed unsafe partial class OverlayFileSystem
     /// which decides instead (the upper filesystem applies it when the object is made), as on a local filesystem.
     /// The kernel leaves this to us (FUSE_DONT_MASK) because only here is the parent's ACL known.
     /// </summary>
-    static uint ApplyUmask(uint mode, uint umask, int parentUpperFd) =>
-        umask == 0 || Markers.HasXattr(parentUpperFd, "system.posix_acl_default\0"u8) ? mode : mode & ~(umask & 0x1FF);
+    static uint ApplyUmask(uint mode, uint umask, Node parent, int parentUpperFd)
+    {
+        if (umask == 0) return mode;
+        if (parent.DefaultAcl == 0) parent.DefaultAcl = Markers.HasXattr(parentUpperFd, DefaultAclXattr) ? (byte)2 : (byte)1;
+        return parent.DefaultAcl == 2 ? mode : mode & ~(umask & 0x1FF);
+    }
+
+    static ReadOnlySpan<byte> DefaultAclXattr => "system.posix_acl_default\0"u8;
 
     /// <summary>
     /// Creates one object at parent/name in the upper. Over a whiteout the object is built in the work directory and
@@ -102,7 +108,7 @@ public sealed unsafe partial class OverlayFileSystem
             e = CopyUpDir(parent, out int pfd);
             if (e != 0) return e;
             var owner = NewOwner(ctx, pfd);
-            mode = ApplyUmask(mode, umask, pfd);
+            mode = ApplyUmask(mode, umask, parent, pfd);
             Changed(parent, subdirs: kind == Kind.Dir);
             if (!s.UpperWhiteout)
             {
@@ -233,7 +239,7 @@ public sealed unsafe partial class OverlayFileSystem
         if (e != 0) { if (fd >= 0) Libc.close(fd); return e; }
         node!.NoCapability = true; // a new file has no xattrs but those this mount sets
         // Opened first: whether the entry's attributes may be cached depends on how the file is opened.
-        e = Opened(node, fd, lowerData: false, ref open, created.Mode, WantsWrite(flags)); // (the mode of our new file)
+        e = Opened(node, fd, lowerData: false, ref open, created.Mode, WantsWrite(flags), newFile: true);
         FillEntry(node, created, ref entry);
         return e;
     }

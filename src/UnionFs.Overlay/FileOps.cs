@@ -79,7 +79,7 @@ public sealed unsafe partial class OverlayFileSystem
     /// Once a file's data is in the upper it stays there, so its backing file never changes.
     /// </summary>
     /// <remarks><paramref name="mode"/>: the file's mode when the caller has just stat'ed it, else -1.</remarks>
-    int Opened(Node n, int fd, bool lowerData, ref OpenOut open, int mode = -1, bool writable = true)
+    int Opened(Node n, int fd, bool lowerData, ref OpenOut open, int mode = -1, bool writable = true, bool newFile = false)
     {
         Interlocked.Increment(ref n.OpenCount);
         open.Fh = (ulong)(uint)fd;
@@ -103,14 +103,13 @@ public sealed unsafe partial class OverlayFileSystem
                 // Also for a reader that opened the lower file just before a copy-up: the backing file is the copy.
                 n.BackingRefs++;
                 open.Fh |= PassthroughHandle;
-                if (writable && n.BackingWriters++ == 0)
+                if (writable)
                 {
-                    // From now on the file's times may change unseen (see AttrsMayChangeUnseen): drop what the kernel
-                    // holds with a long timeout.
+                    // From now on the file's times may change unseen (see AttrTimeout): drop what the kernel holds
+                    // with a long timeout (of a file just made it holds nothing yet).
                     open.Fh |= WriterHandle;
-                    _session?.NotifyInvalidateInode(n.Id, -1, 0);
+                    if (n.BackingWriters++ == 0 && !newFile) _session?.NotifyInvalidateInode(n.Id, -1, 0);
                 }
-                else if (writable) open.Fh |= WriterHandle;
                 open.OpenFlags = OpenFlags.Passthrough | OpenFlags.NoFlush;
                 open.BackingId = n.BackingId;
                 return 0;
@@ -274,7 +273,7 @@ public sealed unsafe partial class OverlayFileSystem
         {
             int e = CopyUpDir(p, out int pfd);
             if (e != 0) return e;
-            mode = ApplyUmask(mode, umask, pfd);
+            mode = ApplyUmask(mode, umask, p, pfd);
             int fd = Libc.openat(pfd, DotZ, (flags & ~Libc.O_CREAT) | Libc.O_TMPFILE | Libc.O_CLOEXEC, mode & 0xFFF);
             if (fd < 0) return Errno.Last;
             if (_asRoot)
@@ -298,7 +297,7 @@ public sealed unsafe partial class OverlayFileSystem
         };
         node.UnlinkedFd = OpenProcPath(fd); // an unnamed file is reached only through its descriptor
         node = _nodes.AddOrAcquire(node, parent);
-        int e = Opened(node, fd, lowerData: false, ref open, st.Mode);
+        int e = Opened(node, fd, lowerData: false, ref open, st.Mode, newFile: true);
         FillEntry(node, st, ref entry);
         return e;
     }

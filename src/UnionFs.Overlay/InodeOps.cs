@@ -17,9 +17,7 @@ public sealed unsafe partial class OverlayFileSystem
         // size would shrink the kernel's idea of a file that has grown in the upper since.
         e = StatNode(n, out st);
         if (e != 0) return e;
-        bool mayChange = AttrsMayChangeUnseen(n, st);
-        attr.AttrValid = mayChange ? 0 : _entryTimeout;
-        attr.AttrValidNsec = mayChange ? 0 : _entryTimeoutNsec;
+        (attr.AttrValid, attr.AttrValidNsec) = AttrTimeout(n, st);
         FillAttr(n, st, ref attr.Attr);
         return 0;
     }
@@ -175,6 +173,7 @@ public sealed unsafe partial class OverlayFileSystem
         fixed (byte* nm = name) fixed (byte* v = value)
             e = FsUtil.Err(follow ? Libc.setxattr(path, nm, v, value.Length, flags) : Libc.lsetxattr(path, nm, v, value.Length, flags));
         lock (n.CopyUpLock) { n.XattrChanges++; n.NoCapability = false; }
+        if (name.SequenceEqual(DefaultAclXattr[..^1])) n.DefaultAcl = 0;
         // An access ACL set by someone outside the file's group clears set-group-ID, as chmod would; the daemon sets
         // it as root, so the upper filesystem would not.
         if (e == 0 && ctx.KillSuidGid && name.SequenceEqual("system.posix_acl_access"u8)) ClearSetGid(n, path, follow);
@@ -200,6 +199,7 @@ public sealed unsafe partial class OverlayFileSystem
         if (e != 0) return e;
         byte* path = stackalloc byte[Markers.PathBufferSize];
         bool follow = XattrPath(n, path);
+        if (name.SequenceEqual(DefaultAclXattr[..^1])) n.DefaultAcl = 0;
         fixed (byte* nm = name)
             return FsUtil.Err(follow ? Libc.removexattr(path, nm) : Libc.lremovexattr(path, nm));
     }

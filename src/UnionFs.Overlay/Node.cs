@@ -79,6 +79,9 @@ public sealed class Node
     ulong _keyDev, _keyIno;
     /// <summary>Upper directory holding copied-up children, whose st_ino comes from an origin xattr.</summary>
     public bool Impure;
+    /// <summary>For a directory: whether its upper part has a default ACL: 0 not known yet, 1 no, 2 yes (see
+    /// ApplyUmask). Only a setxattr or removexattr through this mount changes it.</summary>
+    public byte DefaultAcl;
     /// <summary>A metadata-only copy-up: attributes live in the upper, data is still read from <see cref="DataLoc"/>.</summary>
     public volatile bool Metacopy;
     /// <summary>An upper file that also has an entry in the hard-link index.</summary>

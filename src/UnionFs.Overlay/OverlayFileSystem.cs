@@ -215,17 +215,23 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
         entry.EntryValid = entry.AttrValid = _entryTimeout;
         entry.EntryValidNsec = entry.AttrValidNsec = _entryTimeoutNsec;
         FillAttr(node, st, ref entry.Attr);
-        if (AttrsMayChangeUnseen(node, st)) entry.AttrValid = entry.AttrValidNsec = 0;
+        (entry.AttrValid, entry.AttrValidNsec) = AttrTimeout(node, st);
     }
 
     /// <summary>
-    /// Attributes that change without a request reaching us must not be cached by the kernel: a set-ID file with
-    /// passthrough opens (a write through one clears the bits in the upper, see RegisterBacking), and a file with
-    /// passthrough opens for writing (a write through a shared mapping of one sets its mtime and ctime in the upper;
-    /// write(2) itself updates the kernel's copy).
+    /// How long the kernel may keep a node's attributes. Long, as the layers change only through this mount, except
+    /// where they change without a request reaching us: a set-ID file with passthrough opens (a write through one
+    /// clears the bits in the upper, see RegisterBacking) is never cached; a file with passthrough opens for writing
+    /// (a write through a shared mapping sets mtime and ctime in the upper) for a second, like NFS's close-to-open
+    /// attributes: 0 would cost a GETATTR before every first write, and the last writer's release drops the cache
+    /// anyway (write(2) itself updates the kernel's copy).
     /// </summary>
-    static bool AttrsMayChangeUnseen(Node node, in Statx st) =>
-        node.HasBackingWriters || (st.Mode & (Libc.S_ISUID | Libc.S_ISGID)) != 0 && node.HasBackingOpens;
+    (ulong Seconds, uint Nsec) AttrTimeout(Node node, in Statx st)
+    {
+        if ((st.Mode & (Libc.S_ISUID | Libc.S_ISGID)) != 0 && node.HasBackingOpens) return (0, 0);
+        if (node.HasBackingWriters) return (Math.Min(_entryTimeout, 1), _entryTimeout >= 1 ? 0 : _entryTimeoutNsec);
+        return (_entryTimeout, _entryTimeoutNsec);
+    }
 
     void FillAttr(Node node, in Statx st, ref Attr attr)
     {
