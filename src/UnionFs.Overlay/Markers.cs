@@ -121,6 +121,7 @@ public static unsafe class Markers
         fixed (byte* xn = xattrZ) return Libc.getxattr(path, xn, null, 0) >= 0;
     }
 
+    /// <summary>Reads an xattr of (dirFd, name) as a string, or null.</summary>
     public static string? GetString(int dirFd, ReadOnlySpan<byte> name, byte[] xattr)
     {
         byte* path = stackalloc byte[PathBufferSize];
