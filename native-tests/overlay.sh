@@ -417,6 +417,20 @@ tc_overlay_new_object_modes() {
     x touch "$M/k"; x chown 65534:100 "$M/k"; x chmod 2755 "$M/k"
     as_nobody setfacl -m u::rwx,g::rwx,o::rwx "$M/k"
     assert_eq "-rwxrwxrwx" "$(stat_of %A "$M/k")" "setfacl by the owner outside the group"
+    # O_TMPFILE in a set-group-ID directory takes the directory's group, like any new file there
+    x setpriv --regid=10000 --clear-groups python3 -c "
+import ctypes, os; fd = os.open('$M/sg', os.O_TMPFILE | os.O_WRONLY, 0o644)
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.linkat(fd, b'', -100, b'$M/sg/t', 0x1000) != 0: raise OSError(ctypes.get_errno(), 'linkat')"
+    assert_eq "$(stat_of %g "$M/sg")" "$(stat_of %g "$M/sg/t")" "group of an O_TMPFILE file linked into sg"
+    # a default ACL set through the mount decides the next creation there
+    x mkdir "$M/later"; x setfacl -d --set u::rwx,g::rwx,o::- "$M/later"
+    xs "cd '$M' && umask 022 && touch later/f"
+    assert_eq "-rw-rw----" "$(stat_of %A "$M/later/f")" "mode under a default ACL set through the mount"
+    # chown(f, -1, -1) changes nothing but ctime
+    local c0; c0=$(stat_of %Z "$M/plainf"); sleep 1.1
+    x python3 -c "import os; os.chown('$M/plainf', -1, -1)"
+    [ "$(stat_of %Z "$M/plainf")" -gt "$c0" ] || fail "chown(-1, -1) left ctime unchanged"
     assert_lowers_unchanged
 }
 
