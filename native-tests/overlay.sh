@@ -557,6 +557,31 @@ tc_overlay_metadata_copyup_keeps_data_below() {
     assert_lowers_unchanged
 }
 
+# The upper is in kernel overlayfs's format also for what is optional: a metadata-only copy made with
+# metacopy=on is read by `mount -t overlay -o metacopy=on` (the kernel's own marker), and with
+# userxattr the markers are user.overlay.* even for root, as the kernel writes them then.
+tc_overlay_upper_in_kernel_format() {
+    ovl_init 1
+    x dd if=/dev/urandom of="$L1/big" bs=1M count=4 status=none
+    mkdir -p "$L1/d" && echo x >"$L1/d/x"
+    snapshot_lowers
+    ovl_mount metacopy=on
+    x chmod 600 "$M/big"
+    ovl_umount
+    mkdir -p "$T/kw" "$T/km"
+    x mount -t overlay overlay -o "lowerdir=$L1,upperdir=$U,workdir=$T/kw,metacopy=on,redirect_dir=on" "$T/km"
+    _register_mount kernel "$T/km"
+    x cmp "$T/km/big" "$L1/big"
+    assert_eq 600 "$(stat -c %a "$T/km/big")" "mode through kernel overlayfs"
+    x umount "$T/km"
+    if [ "$IMPL" = fuse-overlayfs ]; then note "fuse-overlayfs ignores userxattr"; assert_lowers_unchanged; return 0; fi
+    rm -rf "$U" "$W" && mkdir -p "$U" "$W"
+    ovl_mount userxattr
+    x rm -r "$M/d"; x mkdir "$M/d"
+    assert_eq y "$(getfattr --only-values -n user.overlay.opaque "$U/d" 2>/dev/null)" "opaque marker with userxattr"
+    assert_lowers_unchanged
+}
+
 # By default (and with metacopy=off) every upper file is whole: tools that read the upper directory
 # itself (podman commit with a mount_program, a tar of the upper) must never see a hole-filled copy.
 tc_overlay_metacopy_default_copies_data() {
