@@ -396,6 +396,37 @@ tc_overlay_reads_leave_lower_atimes() {
     assert_lowers_unchanged
 }
 
+# The atime options govern reads of upper files as on any mount (lower files never change): noatime
+# leaves atimes alone, strictatime updates them on every read, relatime (the default) on the first read
+# after a change. The upper filesystem's own atime rules do not matter. The mount shows its mode.
+mount_opts_match() { [[ $(findmnt -no OPTIONS "$M") =~ $1 ]]; }
+tc_overlay_atime_options() {
+    ovl_init 1
+    echo low >"$L1/lower"
+    snapshot_lowers
+    x touch -a -d '2000-01-01' "$L1/lower" # (after the snapshot, which reads it)
+    local a0 a1 a2
+    ovl_mount noatime
+    mount_opts_match '(^|,)noatime(,|$)' || fail "noatime: not in the mount's options ($(findmnt -no OPTIONS "$M"))"
+    xs "echo a >'$M/n'"
+    a0=$(stat_of %x "$M/n"); sleep 0.05; x cat "$M/n" "$M/lower" >/dev/null; a1=$(stat_of %x "$M/n")
+    assert_eq "$a0" "$a1" "noatime: the atime of an upper file after a read"
+    ovl_remount strictatime
+    mount_opts_match '(^|,)(noatime|relatime)(,|$)' && fail "strictatime: the mount says $(findmnt -no OPTIONS "$M")"
+    x cat "$M/n" >/dev/null; a0=$(stat_of %x "$M/n"); sleep 0.05; x cat "$M/n" "$M/lower" >/dev/null; a1=$(stat_of %x "$M/n")
+    [ "$a0" != "$a1" ] || fail "strictatime: a second read left the atime at $a0"
+    ovl_remount
+    mount_opts_match '(^|,)relatime(,|$)' || fail "relatime: not the default ($(findmnt -no OPTIONS "$M"))"
+    xs "echo b >'$M/r'"
+    a0=$(stat_of %x "$M/r"); sleep 0.05; x cat "$M/r" >/dev/null; a1=$(stat_of %x "$M/r")
+    sleep 0.05; x cat "$M/r" "$M/lower" >/dev/null; a2=$(stat_of %x "$M/r")
+    [ "$a0" != "$a1" ] || fail "relatime: the first read after a write left the atime at $a0"
+    assert_eq "$a1" "$a2" "relatime: the atime after a second read"
+    assert_eq "2000-01-01" "$(stat -c %x "$L1/lower" | cut -c1-10)" "lower atime after reads"
+    ovl_umount
+    assert_lowers_unchanged
+}
+
 # The modes of new objects as on a local filesystem: the umask applies unless the parent has a default
 # ACL (which decides instead); set-group-ID asked for in a set-group-ID directory is kept (root's
 # chown of the new file must not drop it); an access ACL set by the owner outside the file's group

@@ -59,7 +59,8 @@ static class MountCommand
             NoSuid = options.NoSuid,
             NoDev = options.NoDev,
             NoExec = options.NoExec,
-            NoAtime = options.NoAtime,
+            Atime = options.Atime,
+            NoDirAtime = options.NoDirAtime,
             Context = options.Context,
             Workers = options.Workers,
             PosixAcl = options.Acl,
@@ -77,13 +78,22 @@ static class MountCommand
 
     /// <summary>
     /// "mount -o remount,ro MNT" reaches us through mount.fuse3 with the union's options beside it: only the
-    /// mount's flags can change (read-only, nosuid, nodev, noexec, noatime); the kernel applies them to the live
-    /// mount, the daemon keeps serving it.
+    /// mount's flags can change (read-only, nosuid, nodev, noexec); the kernel applies them to the live mount, the
+    /// daemon keeps serving it. The atime mode stays: the daemon applies it to the upper layer (see
+    /// OverlayFileSystem.OpenUpperMount) and learns nothing of a remount, so a different one is refused.
     /// </summary>
-    static int Remount(List<string> optionStrings, string mountpoint)
+    static unsafe int Remount(List<string> optionStrings, string mountpoint)
     {
-        ulong flags = Libc.MS_REMOUNT | Libc.MS_NOATIME;
+        int fd = Libc.open(mountpoint, Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0);
+        StatVfs now = default;
+        int r = fd < 0 ? -1 : Libc.fstatvfs(fd, &now);
+        if (fd >= 0) Libc.close(fd);
+        if (r < 0) throw new UsageException($"remount {mountpoint}: {Errno.Describe(Errno.Last)}");
+        const ulong ST_NOATIME = 1024, ST_NODIRATIME = 2048, ST_RELATIME = 4096;
+        var atime = (now.Flag & ST_NOATIME) != 0 ? AtimeMode.NoAtime : (now.Flag & ST_RELATIME) != 0 ? AtimeMode.Relatime : AtimeMode.StrictAtime;
+        ulong flags = Libc.MS_REMOUNT | FuseMountOptions.AtimeFlags(atime, (now.Flag & ST_NODIRATIME) != 0);
         foreach (var o in optionStrings.SelectMany(s => s.Split(',')))
+        {
             flags = o switch
             {
                 "ro" => flags | Libc.MS_RDONLY, "rw" => flags & ~Libc.MS_RDONLY,
@@ -92,8 +102,18 @@ static class MountCommand
                 "noexec" => flags | Libc.MS_NOEXEC, "exec" => flags & ~Libc.MS_NOEXEC,
                 _ => flags,
             };
+            AtimeMode? asked = o switch
+            {
+                "noatime" => AtimeMode.NoAtime, "relatime" or "atime" => AtimeMode.Relatime, "strictatime" => AtimeMode.StrictAtime,
+                _ => null,
+            };
+            if (asked is { } a && a != atime)
+                throw new UsageException($"remount {mountpoint}: the atime mode cannot change on a mounted union ({Name(atime)} now, {o} asked); unmount and mount again");
+        }
         if (Libc.mount("unionfs", mountpoint, "fuse.unionfs", flags, null) == 0) return 0;
         throw new UsageException($"remount {mountpoint}: {Errno.Describe(Errno.Last)}");
+
+        static string Name(AtimeMode m) => m switch { AtimeMode.NoAtime => "noatime", AtimeMode.StrictAtime => "strictatime", _ => "relatime" };
     }
 
     static unsafe bool IsReadOnlyFs(string path)

@@ -31,6 +31,15 @@ public static unsafe class FsUtil
         o.BSize = (uint)s.BSize; o.FrSize = (uint)s.FrSize; o.NameLen = (uint)s.NameMax;
     }
 
+    /// <summary>The path a descriptor was opened at, with every symlink resolved (as realpath(3)); null if unknown.</summary>
+    public static string? RealPath(int fd)
+    {
+        byte* proc = stackalloc byte[32];
+        byte* buf = stackalloc byte[4096];
+        nint n = Libc.readlinkat(Libc.AT_FDCWD, ProcFdPath(fd, proc), buf, 4096);
+        return n <= 0 || n >= 4096 || buf[0] != '/' ? null : System.Text.Encoding.UTF8.GetString(buf, (int)n);
+    }
+
     /// <summary>Writes "/proc/self/fd/N\0" into <paramref name="buffer"/> (at least 32 bytes) and returns a pointer to it.
     /// The way to reach an O_PATH descriptor with calls that take only a path (xattrs, reopen, utimes).</summary>
     public static byte* ProcFdPath(int fd, byte* buffer)

@@ -1,5 +1,8 @@
 namespace UnionFs.Fuse;
 
+/// <summary>When reading a file updates its access time, as the mount(8) options of the same names.</summary>
+public enum AtimeMode { Relatime, NoAtime, StrictAtime }
+
 /// <summary>How the kernel side of a FUSE mount is set up: mount(2) flags and the fuse option string.</summary>
 public sealed class FuseMountOptions
 {
@@ -14,7 +17,8 @@ public sealed class FuseMountOptions
     public bool NoSuid { get; set; } = true;
     public bool NoDev { get; set; } = true;
     public bool NoExec { get; set; }
-    public bool NoAtime { get; set; }
+    public AtimeMode Atime { get; set; }
+    public bool NoDirAtime { get; set; }
     /// <summary>An LSM option passed through to the kernel (context=...).</summary>
     public string? Context { get; set; }
     public uint MaxRead { get; set; }
@@ -44,7 +48,7 @@ public sealed class FuseMountOptions
         if (NoSuid) f |= Posix.Libc.MS_NOSUID;
         if (NoDev) f |= Posix.Libc.MS_NODEV;
         if (NoExec) f |= Posix.Libc.MS_NOEXEC;
-        if (NoAtime) f |= Posix.Libc.MS_NOATIME;
+        f |= AtimeFlags(Atime, NoDirAtime);
         return f;
     }
 
@@ -58,8 +62,14 @@ public sealed class FuseMountOptions
         parts.Add(NoSuid ? "nosuid" : "suid");
         parts.Add(NoDev ? "nodev" : "dev");
         if (NoExec) parts.Add("noexec");
-        if (NoAtime) parts.Add("noatime");
+        parts.Add(Atime switch { AtimeMode.NoAtime => "noatime", AtimeMode.StrictAtime => "strictatime", _ => "relatime" });
+        if (NoDirAtime) parts.Add("nodiratime");
         if (MaxRead > 0) parts.Add($"max_read={MaxRead}");
         return string.Join(',', parts);
     }
+
+    /// <summary>The mount(2) flags of an atime mode (relatime is what the kernel gives when none is set).</summary>
+    public static ulong AtimeFlags(AtimeMode mode, bool noDirAtime) =>
+        (mode switch { AtimeMode.NoAtime => Posix.Libc.MS_NOATIME, AtimeMode.StrictAtime => Posix.Libc.MS_STRICTATIME, _ => 0UL })
+        | (noDirAtime ? Posix.Libc.MS_NODIRATIME : 0);
 }

@@ -42,7 +42,7 @@ public sealed unsafe partial class OverlayFileSystem
         if (n.UnlinkedFd >= 0)
         {
             byte* path = stackalloc byte[32];
-            fd = OpenNoAtime(Libc.AT_FDCWD, FsUtil.ProcFdPath(n.UnlinkedFd, path), flags & ~Libc.O_NOFOLLOW);
+            fd = OpenLayerFile(Libc.AT_FDCWD, FsUtil.ProcFdPath(n.UnlinkedFd, path), flags & ~Libc.O_NOFOLLOW, upper: true);
         }
         else if (n.Unlinked) return -Errno.ESTALE;
         else
@@ -50,9 +50,19 @@ public sealed unsafe partial class OverlayFileSystem
             var loc = n.Metacopy && (flags & Libc.O_ACCMODE) == Libc.O_RDONLY && n.DataLoc is { } d ? d : n.Loc;
             int dirFd = loc.Parent?.DirFd(loc.Layer) ?? -1;
             if (dirFd < 0) return -Errno.ESTALE;
-            fixed (byte* name = loc.NameZ) fd = OpenNoAtime(dirFd, name, flags);
+            fixed (byte* name = loc.NameZ) fd = OpenLayerFile(dirFd, name, flags, _layers[loc.Layer].IsUpper);
         }
         return fd < 0 ? -Errno.Last : fd;
+    }
+
+    /// <summary>
+    /// Opens a file for a caller's I/O. Lower files are read with O_NOATIME (layers below never change). Upper files
+    /// are opened as the caller asked, so reads update their atimes by the rules of the mount they are opened on:
+    /// the union's own (see OpenUpperMount); with noatime, O_NOATIME as well, for when there is no such mount.
+    /// </summary>
+    int OpenLayerFile(int dirFd, byte* name, int flags, bool upper)
+    {
+        return !upper || _options.Atime == AtimeMode.NoAtime ? OpenNoAtime(dirFd, name, flags) : Libc.openat(dirFd, name, flags, 0);
     }
 
     /// <summary>Bit 32 of a file handle marks an open that holds a reference to the node's passthrough backing id;

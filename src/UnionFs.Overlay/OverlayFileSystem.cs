@@ -52,24 +52,33 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
         Libc.umask(0); // modes arrive with the caller's umask applied by the kernel
 
         var layers = new List<Layer>();
+        int workBase = -1;
         try
         {
             // A read-only mount with an upper still shows it, as the topmost layer, but never writes to it.
-            if (options.UpperDir is not null) layers.Add(OpenLayer(options.UpperDir, 0, upper: true));
+            if (options.UpperDir is not null)
+            {
+                (int upperFd, workBase) = OpenUpperMount(options.UpperDir, options.WorkDir);
+                layers.Add(MakeLayer(options.UpperDir, upperFd, 0, upper: true));
+            }
             for (int i = 0; i < options.LowerDirs.Count; i++)
-                layers.Add(OpenLayer(options.LowerDirs[i], (ulong)i + 1, upper: false));
+                layers.Add(MakeLayer(options.LowerDirs[i], OpenDir(options.LowerDirs[i], "lowerdir"), (ulong)i + 1, upper: false));
             _layers = layers.ToArray();
             _sameFs = Array.TrueForAll(_layers, l => l.Dev == _layers[0].Dev);
             if (options.Writable)
             {
-                _workFd = PrepareWorkDir(options.WorkDir!, _layers[0]);
-                _indexFd = OpenIndexDir(options.WorkDir!);
+                _workFd = PrepareWorkDir(options.WorkDir!, workBase, _layers[0]);
+                _indexFd = OpenIndexDir(options.WorkDir!, workBase);
             }
         }
         catch
         {
             foreach (var l in layers) Libc.close(l.RootFd);
             throw;
+        }
+        finally
+        {
+            if (workBase >= 0) Libc.close(workBase);
         }
         _nodes.AddRoot(MakeRoot());
     }
@@ -83,46 +92,146 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
     public bool AppliesUmask => true;
     internal NodeTable Nodes => _nodes;
 
-    static Layer OpenLayer(string path, ulong tag, bool upper)
+    static int OpenDir(string path, string what)
     {
         int fd = Libc.open(path, Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0);
-        if (fd < 0)
-        {
-            int e = Errno.Last;
-            throw new ArgumentException($"{(upper ? "upperdir" : "lowerdir")} {path}: {Errno.Describe(e)}");
-        }
+        return fd >= 0 ? fd : throw new ArgumentException($"{what} {path}: {Errno.Describe(Errno.Last)}");
+    }
+
+    static Layer MakeLayer(string path, int fd, ulong tag, bool upper)
+    {
         Statx st;
         Libc.statx(fd, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &st);
         return new Layer { Path = path, RootFd = fd, Tag = tag, IsUpper = upper, Dev = st.Dev };
     }
 
     /// <summary>
+    /// Opens the upper directory and the work directory through a private, detached copy of their mount whose atime
+    /// flags are the union's, as kernel overlayfs does with its upper mount. Reading an upper file through the union
+    /// then updates its atime by the union's rules (noatime, relatime, strictatime), not the upper filesystem's,
+    /// whether the daemon reads it or the kernel does through passthrough (its backing files are opened on the
+    /// registered file's mount). A read-only union's copy is read-only. Without the right to copy a mount
+    /// (CAP_SYS_ADMIN over the mount namespace), or when upper and work are on different mounts, the directories
+    /// are used as they are and the upper filesystem's atime rules apply. Returns (upper, work or -1).
+    /// </summary>
+    (int Upper, int Work) OpenUpperMount(string upperDir, string? workDir)
+    {
+        int upper = OpenDir(upperDir, "upperdir");
+        int work = -1;
+        try
+        {
+            if (workDir is not null) work = OpenDir(workDir, "workdir");
+            if (CloneUpperMount(upper, work) is { } clone)
+            {
+                Libc.close(upper);
+                if (work >= 0) Libc.close(work);
+                return clone;
+            }
+            return (upper, work);
+        }
+        catch
+        {
+            Libc.close(upper);
+            if (work >= 0) Libc.close(work);
+            throw;
+        }
+    }
+
+    (int, int)? CloneUpperMount(int upper, int work)
+    {
+        string? upperPath = FsUtil.RealPath(upper), workPath = work < 0 ? null : FsUtil.RealPath(work);
+        if (upperPath is null || (work >= 0 && workPath is null)) return null;
+        string top = workPath is null ? upperPath : CommonAncestor(upperPath, workPath);
+        int tree;
+        fixed (byte* p = System.Text.Encoding.UTF8.GetBytes(top + "\0")) tree = Libc.OpenTreeClone(p);
+        if (tree < 0)
+        {
+            _log.LogDebug("upper used without a private mount (open_tree {Path}: {Error}); the upper filesystem's atime rules apply",
+                top, Errno.Describe(Errno.Last));
+            return null;
+        }
+        try
+        {
+            ulong attr = !_options.Writable ? Libc.MOUNT_ATTR_RDONLY | Libc.MOUNT_ATTR_NOATIME : _options.Atime switch
+            {
+                AtimeMode.NoAtime => Libc.MOUNT_ATTR_NOATIME,
+                AtimeMode.StrictAtime => Libc.MOUNT_ATTR_STRICTATIME,
+                _ => Libc.MOUNT_ATTR_RELATIME,
+            };
+            if (_options.NoDirAtime) attr |= Libc.MOUNT_ATTR_NODIRATIME;
+            if (Libc.MountSetAttr(tree, attr, Libc.MOUNT_ATTR__ATIME | Libc.MOUNT_ATTR_NODIRATIME) < 0)
+            {
+                _log.LogDebug("upper used without a private mount (mount_setattr {Path}: {Error})", top, Errno.Describe(Errno.Last));
+                return null;
+            }
+            int u = OpenBelow(tree, top, upperPath, upper);
+            int w = workPath is null ? -1 : OpenBelow(tree, top, workPath, work);
+            if (u >= 0 && (w >= 0 || workPath is null)) return (u, w);
+            // Upper and work on different mounts of one filesystem: the copy holds only the one at the top.
+            if (u >= 0) Libc.close(u);
+            if (w >= 0) Libc.close(w);
+            _log.LogDebug("upper used without a private mount: {Upper} and {Work} are on different mounts", upperPath, workPath);
+            return null;
+        }
+        finally { Libc.close(tree); }
+    }
+
+    static string CommonAncestor(string a, string b)
+    {
+        var pa = a.Split('/', StringSplitOptions.RemoveEmptyEntries);
+        var pb = b.Split('/', StringSplitOptions.RemoveEmptyEntries);
+        int n = 0;
+        while (n < pa.Length && n < pb.Length && pa[n] == pb[n]) n++;
+        return "/" + string.Join('/', pa.Take(n));
+    }
+
+    /// <summary>Opens <paramref name="path"/> (below <paramref name="top"/>) in the copied mount; -1 unless it is
+    /// the same directory as <paramref name="sameAs"/>.</summary>
+    static int OpenBelow(int tree, string top, string path, int sameAs)
+    {
+        string rel = path.Length == top.Length ? "." : path[(top.Length == 1 ? 1 : top.Length + 1)..];
+        int fd;
+        fixed (byte* p = System.Text.Encoding.UTF8.GetBytes(rel + "\0"))
+            fd = Libc.openat(tree, p, Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0);
+        if (fd < 0) return -1;
+        Statx a, b;
+        if (Libc.statx(fd, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &a) == 0 && Libc.statx(sameAs, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &b) == 0
+            && a.Dev == b.Dev && a.Ino == b.Ino)
+            return fd;
+        Libc.close(fd);
+        return -1;
+    }
+
+    /// <summary>
     /// The work directory is private scratch space on the upper's filesystem: copies are built there and renamed
     /// into place, so a crash leaves the old view or the new one. Leftovers of a previous run are removed.
+    /// <paramref name="workBase"/> is the work directory as opened by <see cref="OpenUpperMount"/>, on the upper's mount.
     /// </summary>
-    int PrepareWorkDir(string workDir, Layer upper)
+    static int PrepareWorkDir(string workDir, int workBase, Layer upper)
     {
-        int wfd = Libc.open(workDir, Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0);
-        if (wfd < 0) throw new ArgumentException($"workdir {workDir}: {Errno.Describe(Errno.Last)}");
         Statx st;
-        Libc.statx(wfd, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &st);
-        Libc.close(wfd);
+        Libc.statx(workBase, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &st);
         if (st.Dev != upper.Dev) throw new ArgumentException($"workdir {workDir} and upperdir {upper.Path} must be on the same filesystem");
         string work = Path.Combine(workDir, "work");
         if (Directory.Exists(work)) RemoveTree(work);
         Directory.CreateDirectory(work);
-        int fd = Libc.open(work, Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0);
-        if (fd < 0) throw new ArgumentException($"workdir {work}: {Errno.Describe(Errno.Last)}");
-        return fd;
+        return OpenBelowWork(workBase, "work"u8, work);
     }
 
-    static int OpenIndexDir(string workDir)
+    static int OpenIndexDir(string workDir, int workBase)
     {
         string index = Path.Combine(workDir, "index");
         Directory.CreateDirectory(index);
-        int fd = Libc.open(index, Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0);
-        if (fd < 0) throw new ArgumentException($"workdir {index}: {Errno.Describe(Errno.Last)}");
-        return fd;
+        return OpenBelowWork(workBase, "index"u8, index);
+    }
+
+    static int OpenBelowWork(int workBase, ReadOnlySpan<byte> name, string path)
+    {
+        byte* z = stackalloc byte[16];
+        name.CopyTo(new Span<byte>(z, 15));
+        z[name.Length] = 0;
+        int fd = Libc.openat(workBase, z, Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0);
+        return fd >= 0 ? fd : throw new ArgumentException($"workdir {path}: {Errno.Describe(Errno.Last)}");
     }
 
     static void RemoveTree(string path)

@@ -1,4 +1,5 @@
 using System.Text;
+using UnionFs.Fuse;
 
 namespace UnionFs.Overlay;
 
@@ -19,7 +20,10 @@ public sealed class OverlayOptions
     public bool AllowOther { get; set; }
     public bool DefaultPermissions { get; set; } = true;
     public bool ReadOnly { get; set; }
-    public bool NoAtime { get; set; } = true;
+    /// <summary>Whether reads update the atimes of upper files (lower files never change), as the mount(8)
+    /// options say; relatime by default, as for any mount. See OverlayFileSystem.OpenUpperMount.</summary>
+    public AtimeMode Atime { get; set; }
+    public bool NoDirAtime { get; set; }
     public bool NoDev { get; set; }
     public bool NoSuid { get; set; }
     public bool NoExec { get; set; }
@@ -89,7 +93,11 @@ public sealed class OverlayOptions
             case "volatile": Volatile = true; break;
             case "fsync" or "sync": Volatile = Need() == "0"; break;
             case "timeout": Timeout = double.Parse(Need(), System.Globalization.CultureInfo.InvariantCulture); break;
-            case "noatime" or "relatime" or "strictatime" or "atime" or "nodiratime": NoAtime = key != "strictatime" && key != "atime"; break;
+            case "noatime": Atime = AtimeMode.NoAtime; break;
+            case "relatime" or "atime" or "nostrictatime": Atime = AtimeMode.Relatime; break;
+            case "strictatime": Atime = AtimeMode.StrictAtime; break;
+            case "nodiratime": NoDirAtime = true; break;
+            case "diratime": NoDirAtime = false; break;
             case "nodev": NoDev = true; break;
             case "dev": NoDev = false; break;
             case "nosuid": NoSuid = true; break;

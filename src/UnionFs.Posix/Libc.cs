@@ -29,7 +29,8 @@ public static unsafe partial class Libc
 
     public const int SEEK_SET = 0, SEEK_CUR = 1, SEEK_END = 2, SEEK_DATA = 3, SEEK_HOLE = 4;
     public const int MNT_FORCE = 1, MNT_DETACH = 2;
-    public const ulong MS_RDONLY = 1, MS_NOSUID = 2, MS_NODEV = 4, MS_NOEXEC = 8, MS_REMOUNT = 32, MS_NOATIME = 1024, MS_NODIRATIME = 2048;
+    public const ulong MS_RDONLY = 1, MS_NOSUID = 2, MS_NODEV = 4, MS_NOEXEC = 8, MS_REMOUNT = 32, MS_NOATIME = 1024, MS_NODIRATIME = 2048,
+        MS_STRICTATIME = 1UL << 24;
     public const int XATTR_CREATE = 1, XATTR_REPLACE = 2;
     public const uint FICLONE = 0x40049409;
     public const int FALLOC_FL_KEEP_SIZE = 1, FALLOC_FL_PUNCH_HOLE = 2;
@@ -131,6 +132,8 @@ public static unsafe partial class Libc
     public static partial int umount2(string target, int flags);
     [LibraryImport(L, EntryPoint = "syscall", SetLastError = true)]
     public static partial long syscall4(long number, long a, long b, long c, long d);
+    [LibraryImport(L, EntryPoint = "syscall", SetLastError = true)]
+    public static partial long syscall6(long number, long a, long b, long c, long d, long e, long f);
 
     [LibraryImport(L, EntryPoint = "getuid")] public static partial uint getuid();
     [LibraryImport(L, EntryPoint = "getgid")] public static partial uint getgid();
@@ -151,6 +154,28 @@ public static unsafe partial class Libc
         OpenHow how = new() { Flags = flags, Mode = mode, Resolve = resolve };
         const long SYS_openat2 = 437; // the same number on every architecture (new syscall table)
         return (int)syscall4(SYS_openat2, dirfd, (long)path, (long)&how, sizeof(OpenHow));
+    }
+
+    public const int OPEN_TREE_CLONE = 1;
+    public const ulong MOUNT_ATTR_RDONLY = 1, MOUNT_ATTR_RELATIME = 0, MOUNT_ATTR_NOATIME = 0x10, MOUNT_ATTR_STRICTATIME = 0x20, MOUNT_ATTR__ATIME = 0x70,
+        MOUNT_ATTR_NODIRATIME = 0x80;
+
+    /// <summary>open_tree(2) with OPEN_TREE_CLONE: a detached, private copy of the mount of <paramref name="path"/>,
+    /// rooted there (glibc 2.36 has no wrapper).</summary>
+    public static int OpenTreeClone(byte* path)
+    {
+        const long SYS_open_tree = 428;
+        return (int)syscall4(SYS_open_tree, AT_FDCWD, (long)path, OPEN_TREE_CLONE | O_CLOEXEC, 0);
+    }
+
+    /// <summary>mount_setattr(2) on the mount <paramref name="fd"/> refers to: sets then clears MOUNT_ATTR_* bits.</summary>
+    public static int MountSetAttr(int fd, ulong set, ulong clear)
+    {
+        const long SYS_mount_setattr = 442;
+        ulong* attr = stackalloc ulong[4] { set, clear, 0, 0 }; // struct mount_attr (MOUNT_ATTR_SIZE_VER0)
+        byte empty = 0;
+        long r = syscall6(SYS_mount_setattr, fd, (long)&empty, AT_EMPTY_PATH, (long)attr, 32, 0);
+        return (int)r;
     }
 
     public static ulong MakeDev(uint major, uint minor) =>
