@@ -886,6 +886,12 @@ tc_trust_load_8_workers() {
     local secs=20 pid fd0 rss0 fd1 rss1 fd2 rss2
     long && secs=120
     ovl_init 1
+    # Upper and work on a filesystem of their own: every write of the load must succeed, so it must not share free
+    # space with whatever else runs on the machine (a test elsewhere that fills the disk for a moment makes writes
+    # to /tmp fail with ENOSPC or come up short, on kernel overlayfs too).
+    tmpfs_at "$T/up" 1g
+    U=$T/up/u W=$T/up/w
+    mkdir -p "$U" "$W"
     python3 -c "
 import sys
 for k in range(64): open(sys.argv[1] + '/lf%d' % k, 'wb').write(bytes(((k*7+i)&0xff) for i in range(65536)))

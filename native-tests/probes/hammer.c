@@ -11,6 +11,7 @@
  */
 #include "common.h"
 #include <signal.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <time.h>
@@ -33,6 +34,20 @@ static void err(const char *what, const char *path, int e)
     if (errors <= 5)
         fprintf(stderr, "hammer: worker %d: %s %s: %s (%s)\n", worker_id, what, path, ename(e),
                 strerror(e));
+}
+
+/* A failed or short transfer, with how much it moved and the free space under DIR: a short write sets no errno,
+ * and one from a full disk (something else on the machine filling it) must be told apart from a bug. */
+static void io_err(const char *what, const char *path, ssize_t got, int want)
+{
+    int e = errno;
+    struct statvfs sv;
+    errors++;
+    if (errors > 5)
+        return;
+    unsigned long long freek = fstatvfs(DIRFD, &sv) == 0 ? (unsigned long long)sv.f_bavail * sv.f_frsize / 1024 : 0;
+    fprintf(stderr, "hammer: worker %d: %s %s: %zd of %d bytes, %s; %llu KiB free\n", worker_id, what, path, got,
+            want, got < 0 ? strerror(e) : "short", freek);
 }
 
 static int race_ok(int e)
@@ -77,9 +92,16 @@ static void worker(int id, int secs)
                 fill(exp, len, s);
                 int fd = openat(DIRFD, p, O_RDWR | O_CREAT | O_TRUNC, 0644);
                 if (fd < 0) { err("create", p, errno); break; }
-                if (pwrite(fd, exp, len, 0) != len) err("pwrite", p, errno);
-                if (pread(fd, buf, sizeof buf, 0) != len || memcmp(buf, exp, len))
-                    err("read back", p, EIO);
+                errno = 0;
+                ssize_t wr = pwrite(fd, exp, len, 0);
+                if (wr != len) {
+                    io_err("pwrite", p, wr, len);
+                    PRIV(close(fd), "close", p);
+                    break; /* the read-back would only repeat the same error */
+                }
+                ssize_t rd = pread(fd, buf, sizeof buf, 0);
+                if (rd != len || memcmp(buf, exp, len))
+                    io_err("read back", p, rd, len);
                 PRIV(close(fd), "close", p);
                 break;
             }
