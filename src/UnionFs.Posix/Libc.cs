@@ -132,6 +132,17 @@ public static unsafe partial class Libc
     public static partial int umount2(string target, int flags);
     [LibraryImport(L, EntryPoint = "syscall", SetLastError = true)]
     public static partial long syscall4(long number, long a, long b, long c, long d);
+    /// <summary>poll(2) on one descriptor for <paramref name="events"/>; returns the revents, 0 on timeout, -1 on error.</summary>
+    public static int PollOne(int fd, short events, int timeoutMs)
+    {
+        long pfd = (uint)fd | ((long)(ushort)events << 32); // struct pollfd { int fd; short events; short revents; }
+        int r = poll(&pfd, 1, timeoutMs);
+        return r <= 0 ? r : (ushort)(pfd >> 48);
+    }
+    [LibraryImport(L, EntryPoint = "poll", SetLastError = true)]
+    private static partial int poll(long* fds, nuint count, int timeoutMs);
+    public const int F_GETFL = 3, F_SETFL = 4;
+    public const short POLLIN = 1;
     [LibraryImport(L, EntryPoint = "syscall", SetLastError = true)]
     public static partial long syscall6(long number, long a, long b, long c, long d, long e, long f);
 
