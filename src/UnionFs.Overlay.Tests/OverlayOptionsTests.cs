@@ -31,6 +31,20 @@ public class OverlayOptionsTests
         Assert.Equal("system_u:object_r:container_file_t:s0:c1,c2", o.Context);
     }
 
+    [Fact]
+    public void LowerdirPlusAppendsOneLayerEach()
+    {
+        var o = OverlayOptions.Parse(["lowerdir+=/a:b,lowerdir+=/c,upperdir=/u,workdir=/w"], asRoot: true);
+        Assert.Equal(["/a:b", "/c"], o.LowerDirs);
+    }
+
+    [Theory]
+    [InlineData("lowerdir=/a,lowerdir+=/b")]
+    [InlineData("lowerdir+=/a,lowerdir=/b")]
+    [InlineData("lowerdir+=/a,datadir+=/d")]
+    public void LowerdirFormsCannotMix(string options) =>
+        Assert.Throws<ArgumentException>(() => OverlayOptions.Parse([options], asRoot: true));
+
     [Theory]
     [InlineData("lowerdir=/a,bogus")]
     [InlineData("upperdir=/u,workdir=/w")]

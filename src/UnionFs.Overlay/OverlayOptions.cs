@@ -11,6 +11,7 @@ namespace UnionFs.Overlay;
 public sealed class OverlayOptions
 {
     public List<string> LowerDirs { get; } = new();
+    bool _appendedLowers;
     public string? UpperDir { get; set; }
     public string? WorkDir { get; set; }
     /// <summary>Skip every fsync (volatile, fsync=0): for throw-away containers and builds.</summary>
@@ -86,8 +87,18 @@ public sealed class OverlayOptions
         switch (key)
         {
             case "lowerdir":
+                if (_appendedLowers) throw new ArgumentException("lowerdir= and lowerdir+= cannot be mixed");
                 foreach (var l in SplitLayers(Need())) LowerDirs.Add(l);
                 break;
+            case "lowerdir+":
+                // The kernel's newer form (mount API): one layer per option, topmost first, no ':' splitting.
+                if (LowerDirs.Count > 0 && !_appendedLowers) throw new ArgumentException("lowerdir= and lowerdir+= cannot be mixed");
+                _appendedLowers = true;
+                string layer = Unescape(Need());
+                LowerDirs.Add(layer.Length > 0 ? layer : throw new ArgumentException("lowerdir+=: empty layer path"));
+                break;
+            case "datadir+":
+                throw new ArgumentException("datadir+= (data-only lower layers) is not supported");
             case "upperdir": UpperDir = Unescape(Need()); break;
             case "workdir": WorkDir = Unescape(Need()); break;
             case "volatile": Volatile = true; break;
