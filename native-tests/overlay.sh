@@ -427,6 +427,26 @@ tc_overlay_atime_options() {
     assert_lowers_unchanged
 }
 
+# The layers' own mounts are not kept busy by the union (kernel overlayfs works on private copies of
+# them too): each can be unmounted while the union is mounted, which keeps working; so also right after
+# the union is unmounted, while a daemon may still be closing its descriptors.
+tc_overlay_layer_mounts_not_busy() {
+    ovl_init 2
+    tmpfs_at "$L1" 16m
+    tmpfs_at "$T/uw" 16m
+    U=$T/uw/u W=$T/uw/w
+    mkdir -p "$U" "$W"
+    echo one >"$L1/a"; echo two >"$L2/b"
+    ovl_mount
+    x cat "$M/a" "$M/b" >/dev/null
+    x umount "$L1"
+    x umount "$T/uw"
+    assert_eq "one" "$(x cat "$M/a")" "a lower file after its layer's mount was unmounted"
+    xs "echo three >'$M/c' && echo more >>'$M/a'"
+    assert_eq "one more three" "$(x cat "$M/a" "$M/c" | tr '\n' ' ' | sed 's/ $//')" "writes after the upper's mount was unmounted"
+    ovl_umount
+}
+
 # The modes of new objects as on a local filesystem: the umask applies unless the parent has a default
 # ACL (which decides instead); set-group-ID asked for in a set-group-ID directory is kept (root's
 # chown of the new file must not drop it); an access ACL set by the owner outside the file's group

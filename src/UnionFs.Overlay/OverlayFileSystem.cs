@@ -62,7 +62,7 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
                 layers.Add(MakeLayer(options.UpperDir, upperFd, 0, upper: true));
             }
             for (int i = 0; i < options.LowerDirs.Count; i++)
-                layers.Add(MakeLayer(options.LowerDirs[i], OpenDir(options.LowerDirs[i], "lowerdir"), (ulong)i + 1, upper: false));
+                layers.Add(MakeLayer(options.LowerDirs[i], OpenLowerMount(options.LowerDirs[i]), (ulong)i + 1, upper: false));
             _layers = layers.ToArray();
             _sameFs = Array.TrueForAll(_layers, l => l.Dev == _layers[0].Dev);
             if (options.Writable)
@@ -142,28 +142,17 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
         string? upperPath = FsUtil.RealPath(upper), workPath = work < 0 ? null : FsUtil.RealPath(work);
         if (upperPath is null || (work >= 0 && workPath is null)) return null;
         string top = workPath is null ? upperPath : CommonAncestor(upperPath, workPath);
-        int tree;
-        fixed (byte* p = System.Text.Encoding.UTF8.GetBytes(top + "\0")) tree = Libc.OpenTreeClone(p);
-        if (tree < 0)
+        ulong attr = !_options.Writable ? Libc.MOUNT_ATTR_RDONLY | Libc.MOUNT_ATTR_NOATIME : _options.Atime switch
         {
-            _log.LogDebug("upper used without a private mount (open_tree {Path}: {Error}); the upper filesystem's atime rules apply",
-                top, Errno.Describe(Errno.Last));
-            return null;
-        }
+            AtimeMode.NoAtime => Libc.MOUNT_ATTR_NOATIME,
+            AtimeMode.StrictAtime => Libc.MOUNT_ATTR_STRICTATIME,
+            _ => Libc.MOUNT_ATTR_RELATIME,
+        };
+        if (_options.NoDirAtime) attr |= Libc.MOUNT_ATTR_NODIRATIME;
+        int tree = CloneMount(top, attr);
+        if (tree < 0) return null;
         try
         {
-            ulong attr = !_options.Writable ? Libc.MOUNT_ATTR_RDONLY | Libc.MOUNT_ATTR_NOATIME : _options.Atime switch
-            {
-                AtimeMode.NoAtime => Libc.MOUNT_ATTR_NOATIME,
-                AtimeMode.StrictAtime => Libc.MOUNT_ATTR_STRICTATIME,
-                _ => Libc.MOUNT_ATTR_RELATIME,
-            };
-            if (_options.NoDirAtime) attr |= Libc.MOUNT_ATTR_NODIRATIME;
-            if (Libc.MountSetAttr(tree, attr, Libc.MOUNT_ATTR__ATIME | Libc.MOUNT_ATTR_NODIRATIME) < 0)
-            {
-                _log.LogDebug("upper used without a private mount (mount_setattr {Path}: {Error})", top, Errno.Describe(Errno.Last));
-                return null;
-            }
             int u = OpenBelow(tree, top, upperPath, upper);
             int w = workPath is null ? -1 : OpenBelow(tree, top, workPath, work);
             if (u >= 0 && (w >= 0 || workPath is null)) return (u, w);
@@ -174,6 +163,48 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
             return null;
         }
         finally { Libc.close(tree); }
+    }
+
+    /// <summary>
+    /// A lower layer is read through a private, read-only, noatime copy of its mount, as kernel overlayfs reads its
+    /// lower layers: the daemon cannot change a layer even by mistake, and the layer's own mount is not kept busy,
+    /// so it can be unmounted as soon as the union is (the daemon may still be closing its descriptors then).
+    /// Like the kernel's, the copy does not include mounts below the layer directory. Without the right to copy a
+    /// mount the directory is used as it is.
+    /// </summary>
+    int OpenLowerMount(string lowerDir)
+    {
+        int fd = OpenDir(lowerDir, "lowerdir");
+        string? path = FsUtil.RealPath(fd);
+        int tree = path is null ? -1 : CloneMount(path, Libc.MOUNT_ATTR_RDONLY | Libc.MOUNT_ATTR_NOATIME);
+        if (tree < 0) return fd;
+        if (SameObject(tree, fd)) { Libc.close(fd); return tree; }
+        Libc.close(tree);
+        return fd;
+    }
+
+    /// <summary>open_tree(OPEN_TREE_CLONE) of <paramref name="path"/> with the MOUNT_ATTR_* bits <paramref name="attr"/>
+    /// (its atime mode replacing the original's); -1, logged, if the kernel refuses.</summary>
+    int CloneMount(string path, ulong attr)
+    {
+        int tree;
+        fixed (byte* p = System.Text.Encoding.UTF8.GetBytes(path + "\0")) tree = Libc.OpenTreeClone(p);
+        if (tree < 0)
+        {
+            _log.LogDebug("{Path} used without a private mount (open_tree: {Error}); its own mount's rules apply", path, Errno.Describe(Errno.Last));
+            return -1;
+        }
+        if (Libc.MountSetAttr(tree, attr, Libc.MOUNT_ATTR__ATIME | Libc.MOUNT_ATTR_NODIRATIME) == 0) return tree;
+        _log.LogDebug("{Path} used without a private mount (mount_setattr: {Error})", path, Errno.Describe(Errno.Last));
+        Libc.close(tree);
+        return -1;
+    }
+
+    static bool SameObject(int a, int b)
+    {
+        Statx x, y;
+        return Libc.statx(a, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &x) == 0 && Libc.statx(b, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &y) == 0
+            && x.Dev == y.Dev && x.Ino == y.Ino;
     }
 
     static string CommonAncestor(string a, string b)
@@ -194,10 +225,7 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
         fixed (byte* p = System.Text.Encoding.UTF8.GetBytes(rel + "\0"))
             fd = Libc.openat(tree, p, Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0);
         if (fd < 0) return -1;
-        Statx a, b;
-        if (Libc.statx(fd, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &a) == 0 && Libc.statx(sameAs, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &b) == 0
-            && a.Dev == b.Dev && a.Ino == b.Ino)
-            return fd;
+        if (SameObject(fd, sameAs)) return fd;
         Libc.close(fd);
         return -1;
     }
