@@ -132,6 +132,11 @@ public static unsafe partial class Libc
     public static partial int umount2(string target, int flags);
     [LibraryImport(L, EntryPoint = "syscall", SetLastError = true)]
     public static partial long syscall4(long number, long a, long b, long c, long d);
+    [LibraryImport(L, EntryPoint = "syscall", SetLastError = true)]
+    public static partial long syscall6(long number, long a, long b, long c, long d, long e, long f);
+
+    public const int F_SETFL = 4;
+    public const short POLLIN = 1;
     /// <summary>poll(2) on one descriptor for <paramref name="events"/>; returns the revents, 0 on timeout, -1 on error.</summary>
     public static int PollOne(int fd, short events, int timeoutMs)
     {
@@ -141,10 +146,6 @@ public static unsafe partial class Libc
     }
     [LibraryImport(L, EntryPoint = "poll", SetLastError = true)]
     private static partial int poll(long* fds, nuint count, int timeoutMs);
-    public const int F_GETFL = 3, F_SETFL = 4;
-    public const short POLLIN = 1;
-    [LibraryImport(L, EntryPoint = "syscall", SetLastError = true)]
-    public static partial long syscall6(long number, long a, long b, long c, long d, long e, long f);
 
     [LibraryImport(L, EntryPoint = "getuid")] public static partial uint getuid();
     [LibraryImport(L, EntryPoint = "getgid")] public static partial uint getgid();
@@ -179,7 +180,8 @@ public static unsafe partial class Libc
         return (int)syscall4(SYS_open_tree, AT_FDCWD, (long)path, OPEN_TREE_CLONE | O_CLOEXEC, 0);
     }
 
-    /// <summary>mount_setattr(2) on the mount <paramref name="fd"/> refers to: sets then clears MOUNT_ATTR_* bits.</summary>
+    /// <summary>mount_setattr(2) on the mount <paramref name="fd"/> refers to: clears the MOUNT_ATTR_* bits in
+    /// <paramref name="clear"/>, then sets those in <paramref name="set"/>.</summary>
     public static int MountSetAttr(int fd, ulong set, ulong clear)
     {
         const long SYS_mount_setattr = 442;
