@@ -933,6 +933,24 @@ for k in range(64): open(sys.argv[1] + '/lf%d' % k, 'wb').write(bytes(((k*7+i)&0
     ovl_umount
 }
 
+# An idle mount costs no CPU: the worker that polls for requests after each one (FuseSession.AwaitRequest)
+# must go to sleep once the requests stop.
+tc_trust_idle_daemon_sleeps() {
+    ovl_init 1
+    echo x >"$L1/f"
+    ovl_mount
+    local pid t0 t1
+    pid=$(daemon_pid "$M") || fail "no daemon for $M"
+    xs "cd '$M' && for i in \$(seq 300); do echo \$i >n\$i; cat f n\$i >/dev/null; rm n\$i; done"
+    sleep 0.5
+    t0=$(awk '{print $14 + $15}' /proc/"$pid"/stat)
+    sleep 2
+    t1=$(awk '{print $14 + $15}' /proc/"$pid"/stat)
+    figure "idle daemon: $((t1 - t0)) clock ticks of CPU in 2 s"
+    [ $((t1 - t0)) -le 2 ] || fail "the idle daemon used $((t1 - t0)) clock ticks of CPU in 2 s"
+    ovl_umount
+}
+
 # =======================================================================================
 # 6. model-based random test: the same random op sequences on unionfs and on kernel
 # overlayfs (the model), per-op errno and final tree compared; failures are shrunk and
