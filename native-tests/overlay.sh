@@ -447,6 +447,29 @@ tc_overlay_layer_mounts_not_busy() {
     ovl_umount
 }
 
+# lowerdir+= (the kernel's one-layer-per-option form) stacks the layers in the order given, topmost
+# first; mixing it with lowerdir= is refused.
+tc_overlay_lowerdir_plus_form() {
+    ovl_init 2
+    echo top >"$L1/f"; echo bottom >"$L2/f"; echo only >"$L2/g"
+    snapshot_lowers
+    local opts="lowerdir+=$L1,lowerdir+=$L2,upperdir=$U,workdir=$W" rc=0
+    case $IMPL in
+    kernel) x mount -t overlay overlay -o "$opts" "$M" ;;
+    *) x "$UNIONFS" mount -o "$opts" "$M" ;;
+    esac
+    _register_mount "$IMPL" "$M"
+    assert_eq "top only" "$(x cat "$M/f" "$M/g" | tr '\n' ' ' | sed 's/ $//')" "layers stacked by lowerdir+="
+    ovl_umount
+    case $IMPL in
+    kernel) mount -t overlay overlay -o "lowerdir=$L1,lowerdir+=$L2,upperdir=$U,workdir=$W" "$M" 2>/dev/null || rc=$? ;;
+    *) "$UNIONFS" mount -o "lowerdir=$L1,lowerdir+=$L2,upperdir=$U,workdir=$W" "$M" 2>/dev/null || rc=$? ;;
+    esac
+    is_mounted "$M" && { ovl_umount; fail "lowerdir= mixed with lowerdir+= was mounted"; }
+    [ "$rc" -ne 0 ] || fail "lowerdir= mixed with lowerdir+=: the mount command returned 0"
+    assert_lowers_unchanged
+}
+
 # The modes of new objects as on a local filesystem: the umask applies unless the parent has a default
 # ACL (which decides instead); set-group-ID asked for in a set-group-ID directory is kept (root's
 # chown of the new file must not drop it); an access ACL set by the owner outside the file's group
