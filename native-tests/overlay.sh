@@ -398,7 +398,8 @@ tc_overlay_reads_leave_lower_atimes() {
 
 # The atime options govern reads of upper files as on any mount (lower files never change): noatime
 # leaves atimes alone, strictatime updates them on every read, relatime (the default) on the first read
-# after a change. The upper filesystem's own atime rules do not matter. The mount shows its mode.
+# after a change; a read-only union changes nothing. The upper filesystem's own atime rules do not matter.
+# The mount shows its mode.
 mount_opts_match() { [[ $(findmnt -no OPTIONS "$M") =~ $1 ]]; }
 tc_overlay_atime_options() {
     ovl_init 1
@@ -415,6 +416,10 @@ tc_overlay_atime_options() {
     mount_opts_match '(^|,)(noatime|relatime)(,|$)' && fail "strictatime: the mount says $(findmnt -no OPTIONS "$M")"
     x cat "$M/n" >/dev/null; a0=$(stat_of %x "$M/n"); sleep 0.05; x cat "$M/n" "$M/lower" >/dev/null; a1=$(stat_of %x "$M/n")
     [ "$a0" != "$a1" ] || fail "strictatime: a second read left the atime at $a0"
+    ovl_remount ro,strictatime
+    # (in the upper itself: a read-only FUSE mount keeps the attributes it has, whatever happens below)
+    a0=$(stat_of %x "$U/n"); sleep 0.05; x cat "$M/n" >/dev/null; a1=$(stat_of %x "$U/n")
+    assert_eq "$a0" "$a1" "read-only union with strictatime: the atime of an upper file after a read"
     ovl_remount
     mount_opts_match '(^|,)relatime(,|$)' || fail "relatime: not the default ($(findmnt -no OPTIONS "$M"))"
     xs "echo b >'$M/r'"
