@@ -16,6 +16,14 @@ public sealed unsafe class FuseSession : IDisposable
 {
     public const uint MaxWrite = 1 << 20;
     const int BufferSize = (int)MaxWrite + 4096;
+    /// <summary>
+    /// Where a worker puts requests and replies in its buffers, so that file data (a WRITE's payload after its 80
+    /// bytes of headers, a READ reply's after its 16) starts on a page. The kernel copies data between a request's
+    /// pages and ours a page at a time, and the daemon's pread and pwrite copy it again: with the data 16 bytes
+    /// into a page every page of it spans two of ours, which made 1 MiB O_DIRECT reads of a cached lower file
+    /// 1.5x slower (3.7 against 5.5 GB/s).
+    /// </summary>
+    const int RequestOffset = 4096 - 80, ReplyOffset = 4096 - 16;
     const uint ProtocolMinor = 45;
 
     readonly IFuseFileSystem _fs;
@@ -181,8 +189,10 @@ public sealed unsafe class FuseSession : IDisposable
 
     void Serve(int fd, bool spinner)
     {
-        byte* inBuf = (byte*)NativeMemory.AlignedAlloc(BufferSize, 4096);
-        byte* outBuf = (byte*)NativeMemory.AlignedAlloc(BufferSize, 4096);
+        byte* inBase = (byte*)NativeMemory.AlignedAlloc(BufferSize, 4096);
+        byte* outBase = (byte*)NativeMemory.AlignedAlloc(BufferSize, 4096);
+        byte* inBuf = inBase + RequestOffset, outBuf = outBase + ReplyOffset;
+        const int InSize = BufferSize - RequestOffset, OutSize = BufferSize - ReplyOffset;
         var dispatcher = new RequestDispatcher(_fs, _options.Debug ? _log : null)
         {
             SetxattrExt = (Negotiated & InitFlags.SetxattrExt) != 0,
@@ -192,7 +202,7 @@ public sealed unsafe class FuseSession : IDisposable
         {
             while (true)
             {
-                nint n = Libc.read(fd, inBuf, BufferSize);
+                nint n = Libc.read(fd, inBuf, InSize);
                 if (n < 0)
                 {
                     int e = Errno.Last;
@@ -205,7 +215,7 @@ public sealed unsafe class FuseSession : IDisposable
                 int len;
                 try
                 {
-                    len = dispatcher.Dispatch(new ReadOnlySpan<byte>(inBuf, (int)n), new Span<byte>(outBuf, BufferSize));
+                    len = dispatcher.Dispatch(new ReadOnlySpan<byte>(inBuf, (int)n), new Span<byte>(outBuf, OutSize));
                 }
                 catch (Exception ex)
                 {
@@ -228,8 +238,8 @@ public sealed unsafe class FuseSession : IDisposable
         }
         finally
         {
-            NativeMemory.AlignedFree(inBuf);
-            NativeMemory.AlignedFree(outBuf);
+            NativeMemory.AlignedFree(inBase);
+            NativeMemory.AlignedFree(outBase);
             _running.Signal();
         }
     }
