@@ -136,9 +136,9 @@ ensure_user() { # NAME
 
 fsx_ops() { if long; then echo 100000; else echo 10000; fi; }
 
-# fsx_on_impl IMPL-TO-USE: lower files of several sizes (empty, sub-page, sparse, 1 MiB)
+# fsx_run [EXTRA_OPTS]: lower files of several sizes (empty, sub-page, sparse, 1 MiB)
 fsx_run() {
-    local ops seed name n=0 total=0
+    local opts=${1:-} ops seed name n=0 total=0
     ops=$(fsx_ops)
     ovl_init 2
     : >"$L1/empty"
@@ -149,7 +149,7 @@ fsx_run() {
     head -c 1048576 /dev/urandom >"$L2/big"
     mkdir -p "$L2/deep/er" && head -c 70000 /dev/urandom >"$L2/deep/er/nested"
     snapshot_lowers
-    ovl_mount
+    ovl_mount $opts
     local files=(empty small medium sparse big deep/er/nested)
     local per=$((ops / ${#files[@]}))
     for name in "${files[@]}"; do
@@ -166,16 +166,22 @@ fsx_run() {
     for name in "${files[@]}"; do
         cmp "$T/shadow.${name//\//_}" "$U/$name" || fail "upper copy of $name differs from the fsx shadow after unmount"
     done
-    ovl_mount
+    ovl_mount $opts
     for name in "${files[@]}"; do
         cmp "$T/shadow.${name//\//_}" "$M/$name" || fail "$name differs from the fsx shadow after remount"
     done
     assert_lowers_unchanged
-    figure "fsx IMPL=$IMPL: $total ops on ${#files[@]} lower files"
+    figure "fsx IMPL=$IMPL ${opts}: $total ops on ${#files[@]} lower files"
 }
 
 tc_trust_fsx_lower_files() {
     fsx_run
+}
+
+# every byte through the daemon's own read and write path (no passthrough): the path that serves set-ID files,
+# files still open from before their copy-up, and kernels without passthrough
+tc_trust_fsx_without_passthrough() {
+    fsx_run passthrough=0
 }
 
 # the probe itself, checked against kernel overlayfs (the reference)
