@@ -146,5 +146,7 @@ build_tool
 build_mid
 build_tarball 20000
 build_tarball 5000
-[ -x "$BENCH_DIR/churn" ] && [ "$BENCH_DIR/churn" -nt "$BENCH_SCRIPTS/churn.c" ] ||
-  gcc -O2 -o "$BENCH_DIR/churn" "$BENCH_SCRIPTS/churn.c"
+for helper in churn chmodtime; do
+  [ -x "$BENCH_DIR/$helper" ] && [ "$BENCH_DIR/$helper" -nt "$BENCH_SCRIPTS/$helper.c" ] ||
+    gcc -O2 -Wall -o "$BENCH_DIR/$helper" "$BENCH_SCRIPTS/$helper.c"
+done
