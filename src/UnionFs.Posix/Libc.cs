@@ -61,6 +61,11 @@ public static unsafe partial class Libc
     public static partial int syncfs(int fd);
     [LibraryImport(L, EntryPoint = "ftruncate64", SetLastError = true)]
     public static partial int ftruncate(int fd, long length);
+    /// <summary>Returns 0 or an errno (not -1 with errno set).</summary>
+    [LibraryImport(L, EntryPoint = "posix_fadvise64")]
+    public static partial int posix_fadvise(int fd, long offset, long len, int advice);
+    public const int POSIX_FADV_WILLNEED = 3;
+
     [LibraryImport(L, EntryPoint = "fallocate64", SetLastError = true)]
     public static partial int fallocate(int fd, int mode, long offset, long len);
     [LibraryImport(L, EntryPoint = "copy_file_range", SetLastError = true)]
