@@ -957,6 +957,27 @@ tc_trust_idle_daemon_sleeps() {
     ovl_umount
 }
 
+# A union without an upper layer copies nothing up, so its lower files are read through passthrough: data of
+# an open file comes from the kernel even while the daemon is stopped (a page-cache read would wait for it).
+tc_trust_readonly_union_reads_bypass_daemon() {
+    ovl_init 2
+    head -c 300000 /dev/urandom >"$L2/f" # (not in the topmost layer, which takes the upper's place)
+    snapshot_lowers
+    OVL_READONLY=1
+    ovl_mount
+    local pid rc=0
+    pid=$(daemon_pid "$M") || fail "no daemon for $M"
+    exec 3<"$M/f"
+    kill -STOP "$pid"
+    timeout -k 2 5 cat <&3 >"$T/f.read" || rc=$?
+    kill -CONT "$pid"
+    exec 3<&-
+    [ "$rc" = 0 ] || fail "reading an open lower file of a read-only union with the daemon stopped: exit $rc (data not passed through)"
+    cmp "$L2/f" "$T/f.read" || fail "the lower file read through passthrough differs from the layer's"
+    assert_lowers_unchanged
+    ovl_umount
+}
+
 # =======================================================================================
 # 6. model-based random test: the same random op sequences on unionfs and on kernel
 # overlayfs (the model), per-op errno and final tree compared; failures are shrunk and

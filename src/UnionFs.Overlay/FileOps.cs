@@ -30,7 +30,8 @@ public sealed unsafe partial class OverlayFileSystem
         // The kernel asks for a lower file's data only after our answer has reached the caller and it has called
         // read(2): start the disk read now, so that it overlaps those round trips.
         if (lowerData) Libc.posix_fadvise(fd, 0, LowerReadAhead, Libc.POSIX_FADV_WILLNEED);
-        int e2 = Opened(n, fd, lowerData, ref open, writable: WantsWrite(flags));
+        // (Without an upper layer nothing is ever copied up: lower files are then as settled as upper ones.)
+        int e2 = Opened(n, fd, lowerData && HasUpper, ref open, writable: WantsWrite(flags));
         if (lowerData && (open.Fh & PassthroughHandle) == 0) open.Fh |= LowerHandle;
         return e2;
     }
@@ -87,7 +88,8 @@ public sealed unsafe partial class OverlayFileSystem
     /// refuses page-cache opens and passthrough opens of another backing file (the open fails with EIO). So:
     /// <list type="bullet">
     /// <item>Files whose data is still in a lower layer use the page cache: a passthrough reader of the lower file
-    /// would pin the inode to it, and a writer that copies the file up could then not be given the copy.</item>
+    /// would pin the inode to it, and a writer that copies the file up could then not be given the copy. (A union
+    /// without an upper layer copies nothing up: its lower files use passthrough.)</item>
     /// <item>Files whose data is in the upper use passthrough (one backing id per inode, shared by its opens,
     /// closed after the last release) when the kernel offers it, unless page-cache opens of the inode still
     /// exist (a reader from before the copy-up): then they too use the page cache until those are closed.</item>
