@@ -167,6 +167,39 @@ tc_overlay_whiteout_chardev() {
     assert_lowers_unchanged
 }
 
+# Names looked up after their directory was listed: a listed lower directory answers for the names it lacks
+# without a lookup in its layer (LayerDir.NameHashes); that must neither hide a name nor let a whiteout through.
+tc_overlay_lookups_after_listing() {
+    ovl_init 4
+    local i n
+    for i in 1 2 3 4; do mkdir -p "$T/l$i/d" && echo "l$i" >"$T/l$i/d/only$i"; done
+    echo top >"$L1/d/both" && echo bottom >"$L4/d/both"
+    whiteout "$L2/d/gone" && echo gone >"$L3/d/gone"
+    mkdir -p "$L2/d/sub" "$L4/d/sub" && echo s2 >"$L2/d/sub/s2" && echo s4 >"$L4/d/sub/s4"
+    mkdir -p "$L3/d/opq" "$L4/d/opq" && echo o3 >"$L3/d/opq/o3" && echo o4 >"$L4/d/opq/o4"
+    setfattr -n trusted.overlay.opaque -v y "$L3/d/opq"
+    kernel || { touch "$L1/d/.wh.aufs" && echo aufs >"$L4/d/aufs"; }
+    snapshot_lowers
+    ovl_mount
+    assert_listing "$M/d" "both only1 only2 only3 only4 opq sub"
+    for i in 1 2 3 4; do assert_content "$M/d/only$i" "l$i"$'\n'; done
+    assert_content "$M/d/both" $'top\n'
+    for n in gone nothing only5 aufs .wh.aufs; do assert_enoent "$M/d/$n"; done
+    assert_content "$M/d/sub/s4" $'s4\n'   # (before sub is listed)
+    assert_listing "$M/d/sub" "s2 s4"
+    assert_content "$M/d/sub/s2" $'s2\n'
+    assert_enoent "$M/d/opq/o4"
+    assert_listing "$M/d/opq" "o3"
+    assert_enoent "$M/d/opq/o4"
+    # the same after a remount, names first, then the listings and the names again
+    ovl_remount
+    assert_content "$M/d/only4" $'l4\n'
+    assert_listing "$M/d" "both only1 only2 only3 only4 opq sub"
+    for n in gone aufs; do assert_enoent "$M/d/$n"; done
+    assert_content "$M/d/only3" $'l3\n'
+    assert_lowers_unchanged
+}
+
 tc_overlay_whiteout_wh_file() {
     ovl_init 3
     touch "$L1/.wh.x" && echo x >"$L2/x"

@@ -36,7 +36,9 @@ public sealed unsafe partial class OverlayFileSystem
         for (int i = 0; i < dirs.Length && !(mergedDone && lowerDone); i++)
         {
             bool isUpper = upper && i == 0;
-            if (Libc.statx(dirs[i].Fd, nameZ, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st) == 0)
+            int e = isUpper ? Libc.statx(dirs[i].Fd, nameZ, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st) < 0 ? Errno.Last : 0
+                : StatName(dirs[i], nameZ, name, &st);
+            if (e == 0)
             {
                 bool whiteout = st.IsWhiteoutDevice;
                 if (!mergedDone)
@@ -48,7 +50,6 @@ public sealed unsafe partial class OverlayFileSystem
                 else if (!lowerDone) { s.LowerHasName = !whiteout; lowerDone = true; }
                 continue;
             }
-            int e = Errno.Last;
             if (e != Errno.ENOENT)
             {
                 if (!mergedDone) return e;

@@ -129,9 +129,9 @@ public sealed unsafe partial class OverlayFileSystem
             for (int i = from; i < dirs.Length; i++)
             {
                 var ld = dirs[i];
-                if (Libc.statx(ld.Fd, nameZ, Libc.AT_SYMLINK_NOFOLLOW | Libc.AT_STATX_DONT_SYNC, Statx.BasicStats, stp) < 0)
+                int e = StatName(ld, nameZ, name, stp);
+                if (e != 0)
                 {
-                    int e = Errno.Last;
                     if (e != Errno.ENOENT) return -e;
                     if (HasAufsWhiteout(ld, name)) return -Errno.ENOENT;
                     continue;
@@ -143,10 +143,18 @@ public sealed unsafe partial class OverlayFileSystem
         return -Errno.ENOENT;
     }
 
+    /// <summary>statx of a name in one layer's directory (not following a symlink); 0 or an errno. A lower layer's
+    /// directory that has been listed answers ENOENT for a name it lacks without a system call.</summary>
+    static int StatName(LayerDir ld, byte* nameZ, ReadOnlySpan<byte> name, Statx* st)
+    {
+        if (ld.Lacks(name)) return Errno.ENOENT;
+        return Libc.statx(ld.Fd, nameZ, Libc.AT_SYMLINK_NOFOLLOW | Libc.AT_STATX_DONT_SYNC, Statx.BasicStats, st) < 0 ? Errno.Last : 0;
+    }
+
     static bool HasAufsWhiteout(LayerDir ld, ReadOnlySpan<byte> name)
     {
         if (ld.AufsMarkers == 0) ld.AufsMarkers = Markers.ScanForAufsMarkers(ld.Fd) ? 2 : 1;
-        return ld.AufsMarkers == 2 && Markers.HasAufsWhiteout(ld.Fd, name);
+        return ld.AufsMarkers == 2 && !ld.LacksWhiteoutOf(name) && Markers.HasAufsWhiteout(ld.Fd, name);
     }
 
     /// <summary>
@@ -192,8 +200,8 @@ public sealed unsafe partial class OverlayFileSystem
     Below Probe(LayerDir ld, byte* nameZ, ReadOnlySpan<byte> name)
     {
         Statx st;
-        if (Libc.statx(ld.Fd, nameZ, Libc.AT_SYMLINK_NOFOLLOW | Libc.AT_STATX_DONT_SYNC, Statx.BasicStats, &st) < 0)
-            return Errno.Last != Errno.ENOENT || HasAufsWhiteout(ld, name) ? Below.End : Below.Missing;
+        int e = StatName(ld, nameZ, name, &st);
+        if (e != 0) return e != Errno.ENOENT || HasAufsWhiteout(ld, name) ? Below.End : Below.Missing;
         return st.IsDir ? Below.Dir : Below.End; // a whiteout or a non-directory below ends the merge
     }
 

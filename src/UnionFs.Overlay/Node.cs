@@ -35,6 +35,30 @@ public sealed class LayerDir
     /// <summary>Whether this directory holds AUFS/OCI-style ".wh.NAME" markers: 0 unknown, 1 none, 2 some.
     /// Lower layers never change, so a miss needs the extra ".wh.NAME" probe only where markers exist.</summary>
     public int AufsMarkers;
+
+    /// <summary>
+    /// The sorted hashes of every name in the directory, once a lower layer's directory has been listed (null
+    /// before, and always in the upper layer, which changes). Lower layers never change, so a name whose hash is
+    /// missing is not there: a lookup skips the layer without asking its filesystem, for which a name that is not
+    /// there costs a search of the whole directory. A hash that is there proves nothing (the name is looked up).
+    /// </summary>
+    public uint[]? NameHashes;
+
+    /// <summary>Whether the directory certainly has no entry <paramref name="name"/> (see <see cref="NameHashes"/>).</summary>
+    public bool Lacks(ReadOnlySpan<byte> name) => NameHashes is { } h && Array.BinarySearch(h, HashName(name)) < 0;
+
+    /// <summary>Whether the directory certainly has no ".wh.NAME" marker for <paramref name="name"/>.</summary>
+    public bool LacksWhiteoutOf(ReadOnlySpan<byte> name) =>
+        NameHashes is { } h && Array.BinarySearch(h, Fnv1a(Fnv1a(FnvBasis, ".wh."u8), name)) < 0;
+
+    public static uint HashName(ReadOnlySpan<byte> name) => Fnv1a(FnvBasis, name);
+
+    const uint FnvBasis = 2166136261;
+    static uint Fnv1a(uint hash, ReadOnlySpan<byte> bytes)
+    {
+        foreach (byte b in bytes) hash = (hash ^ b) * 16777619;
+        return hash;
+    }
 }
 
 /// <summary>

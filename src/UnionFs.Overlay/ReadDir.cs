@@ -27,19 +27,25 @@ public sealed unsafe partial class OverlayFileSystem
                 try
                 {
                     var layerWhiteouts = new List<string>();
+                    // A lower layer's names, remembered for lookups (see LayerDir.NameHashes).
+                    var hashes = ld.NameHashes is null && !_layers[ld.Layer].IsUpper ? new List<uint>() : null;
+                    bool markers = false;
                     fixed (byte* b = buf)
                     {
                         while (true)
                         {
                             nint n = Libc.getdents64(fd, b, buf.Length);
+                            if (n < 0) hashes = null; // not the whole directory
                             if (n <= 0) break;
                             for (int at = 0; at < n;)
                             {
                                 at = FsUtil.NextDirent(buf.AsSpan(0, (int)n), at, out ulong ino, out byte dtype, out var name);
                                 if (FsUtil.IsDotOrDotDot(name)) continue;
+                                hashes?.Add(LayerDir.HashName(name));
                                 if (Markers.IsWhiteoutName(name))
                                 {
                                     // ".wh.NAME" hides NAME below this layer; ".wh..wh..opq" is the opaque marker.
+                                    markers = true;
                                     if (!name.SequenceEqual(Markers.OpaqueMarker)) layerWhiteouts.Add(Encoding.Latin1.GetString(name[4..]));
                                     continue;
                                 }
@@ -61,6 +67,12 @@ public sealed unsafe partial class OverlayFileSystem
                         }
                     }
                     foreach (var w in layerWhiteouts) seen.Add(w);
+                    if (hashes is not null)
+                    {
+                        hashes.Sort();
+                        if (ld.AufsMarkers == 0) ld.AufsMarkers = markers ? 2 : 1;
+                        ld.NameHashes = hashes.ToArray();
+                    }
                 }
                 finally { Libc.close(fd); }
             }
