@@ -28,7 +28,7 @@ public sealed unsafe partial class OverlayFileSystem
                 {
                     var layerWhiteouts = new List<string>();
                     // A lower layer's names, remembered for lookups (see LayerDir.NameHashes).
-                    var hashes = ld.NameHashes is null && !_layers[ld.Layer].IsUpper ? new List<uint>() : null;
+                    var hashes = ld.NameHashes is null && !_layers[ld.Layer].IsUpper && !IsCaseFolded(fd) ? new List<uint>() : null;
                     bool markers = false;
                     fixed (byte* b = buf)
                     {
@@ -79,6 +79,14 @@ public sealed unsafe partial class OverlayFileSystem
         }
         finally { System.Buffers.ArrayPool<byte>.Shared.Return(buf); }
         return entries;
+    }
+
+    /// <summary>Whether a directory's lookups ignore case (ext4/f2fs casefold): then a name can be found under
+    /// spellings its listing does not show, and the listing cannot answer for missing names.</summary>
+    static bool IsCaseFolded(int dirFd)
+    {
+        int flags = 0;
+        return Libc.ioctl(dirFd, Libc.FS_IOC_GETFLAGS, &flags) == 0 && (flags & Libc.FS_CASEFOLD_FL) != 0;
     }
 
     /// <summary>

@@ -33,6 +33,9 @@ public static unsafe partial class Libc
         MS_STRICTATIME = 1UL << 24;
     public const int XATTR_CREATE = 1, XATTR_REPLACE = 2;
     public const uint FICLONE = 0x40049409;
+    /// <summary>Inode flags (chattr); FS_CASEFOLD_FL marks a directory whose name lookups ignore case.</summary>
+    public const uint FS_IOC_GETFLAGS = 0x80086601;
+    public const int FS_CASEFOLD_FL = 0x40000000;
     public const int FALLOC_FL_KEEP_SIZE = 1, FALLOC_FL_PUNCH_HOLE = 2;
 
     [LibraryImport(L, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
