@@ -200,6 +200,25 @@ tc_overlay_lookups_after_listing() {
     assert_lowers_unchanged
 }
 
+# A merged directory's listing, read when its link count was first needed (a stat), must not outlive a change:
+# names created, removed and renamed after the stat and before the first listing show in that listing.
+tc_overlay_listing_after_stat_and_change() {
+    ovl_init 2
+    mkdir -p "$L1/d/s1" "$L2/d/s2" && echo a >"$L1/d/a" && echo b >"$L2/d/b" && echo c >"$L2/d/c"
+    snapshot_lowers
+    ovl_mount
+    local links
+    links=$(stat_of %h "$M/d")
+    kernel || assert_eq 4 "$links" "link count of the merged directory (2 + s1, s2)" # (the kernel shows 1)
+    xs 'echo new > "$M/d/new"'
+    xs 'rm "$M/d/b"'
+    xs 'mv "$M/d/c" "$M/d/c2"'
+    xs 'mkdir "$M/d/s3"'
+    assert_listing "$M/d" "a c2 new s1 s2 s3"
+    kernel || assert_eq 5 "$(stat_of %h "$M/d")" "link count after a mkdir"
+    assert_lowers_unchanged
+}
+
 tc_overlay_whiteout_wh_file() {
     ovl_init 3
     touch "$L1/.wh.x" && echo x >"$L2/x"

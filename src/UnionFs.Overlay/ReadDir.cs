@@ -150,6 +150,8 @@ public sealed unsafe partial class OverlayFileSystem
         if (subdirs) dir.Subdirs = -1;
     }
 
+    const int KeptListingMax = 256;
+
     /// <summary>
     /// A merged directory's link count: 2 plus its subdirectories in the merged view, as a local filesystem counts
     /// (find and other tree walkers rely on it); no single layer's count is right. Counted when first asked and kept
@@ -163,8 +165,12 @@ public sealed unsafe partial class OverlayFileSystem
         {
             if ((n = dir.Subdirs) >= 0) return (uint)n + 2;
             n = 0;
-            foreach (var d in ReadMerged(dir, withInodes: false)) if (d.Type == Libc.S_IFDIR) n++;
+            var entries = ReadMerged(dir, withInodes: dir.Impure);
+            foreach (var d in entries) if (d.Type == Libc.S_IFDIR) n++;
             dir.Subdirs = n -= 2; // "." and ".."
+            // A walk lists a directory right after asking for its attributes: keep the listing for ReadDir, which
+            // would otherwise read the same layers again (small ones only: it stays until the kernel has read it).
+            if (entries.Count <= KeptListingMax) _listings.TryAdd(dir, new DirListing { Entries = entries });
             return (uint)n + 2;
         }
     }
