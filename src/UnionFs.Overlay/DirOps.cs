@@ -36,8 +36,7 @@ public sealed unsafe partial class OverlayFileSystem
         for (int i = 0; i < dirs.Length && !(mergedDone && lowerDone); i++)
         {
             bool isUpper = upper && i == 0;
-            int e = isUpper ? Libc.statx(dirs[i].Fd, nameZ, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st) < 0 ? Errno.Last : 0
-                : StatName(dirs[i], nameZ, name, &st);
+            int e = StatName(dirs[i], nameZ, name, &st); // (the upper keeps no name hashes: always asked)
             if (e == 0)
             {
                 bool whiteout = st.IsWhiteoutDevice;
