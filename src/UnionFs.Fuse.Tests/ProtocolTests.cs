@@ -74,6 +74,12 @@ sealed class RecordingFs : IFuseFileSystem
         LastKillSuidGid = ctx.KillSuidGid; written = data.Length; return 0;
     }
     public int SetAttr(in RequestContext ctx, ulong node, in SetAttrIn changes, ref AttrOut attr) { LastKillSuidGid = ctx.KillSuidGid; return 0; }
+    public int Read(in RequestContext ctx, ulong node, ulong fh, long offset, Span<byte> buffer, out int bytesRead)
+    {
+        buffer.Fill((byte)'r'); bytesRead = buffer.Length; return 0;
+    }
+    /// <summary>Handle 99 has no descriptor to splice from.</summary>
+    public int ReadSource(ulong node, ulong fh) => fh == 99 ? -1 : (int)fh;
     public int Open(in RequestContext ctx, ulong node, int flags, ref OpenOut open) { LastKillSuidGid = ctx.KillSuidGid; return 0; }
 
     public int GetXattr(in RequestContext ctx, ulong node, ReadOnlySpan<byte> name, Span<byte> value, out int size)
@@ -205,6 +211,24 @@ public class DispatcherTests
         var (_, next) = Run(Request(Opcode.ReadDir, 1, Bytes(new ReadIn { Size = 4096, Offset = (ulong)lastCookie })));
         var first = MemoryMarshal.Read<DirentHeader>(next);
         Assert.Equal($"entry{lastCookie}", Encoding.ASCII.GetString(next, 24, (int)first.NameLen));
+    }
+
+    [Fact]
+    public void Large_reads_from_a_descriptor_are_left_to_the_worker_to_splice()
+    {
+        var d = new RequestDispatcher(_fs) { SpliceReads = true };
+        int n = d.Dispatch(Request(Opcode.Read, 5, Bytes(new ReadIn { Fh = 7, Offset = 4096, Size = 65536 })), _reply);
+        Assert.Equal(0, n);
+        Assert.Equal(new SplicedRead(1234, 7, 4096, 65536), d.PendingSplice);
+        // Small reads, handles without a descriptor, and workers without a pipe get the copy.
+        foreach (var (splice, fh, size) in new[] { (true, 7UL, 4096u), (true, 99UL, 65536u), (false, 7UL, 65536u) })
+        {
+            var e = new RequestDispatcher(_fs) { SpliceReads = splice };
+            int m = e.Dispatch(Request(Opcode.Read, 5, Bytes(new ReadIn { Fh = fh, Size = size })), _reply);
+            Assert.Equal(16 + (int)size, m);
+            Assert.Null(e.PendingSplice);
+            Assert.Equal((byte)'r', _reply[16 + (int)size - 1]);
+        }
     }
 
     [Fact]

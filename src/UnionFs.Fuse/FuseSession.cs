@@ -101,7 +101,7 @@ public sealed unsafe class FuseSession : IDisposable
                 Major = 7, Minor = KernelMinor, MaxReadahead = init.MaxReadahead,
                 Flags = (uint)agreed, Flags2 = (uint)(agreed >> 32),
                 MaxBackground = 128, CongestionThreshold = 96, MaxWrite = MaxWrite, TimeGran = 1,
-                MaxPages = _negotiatedMaxPages = (ushort)Math.Min(256, MaxPagesLimit()),
+                MaxPages = _negotiatedMaxPages = (ushort)ChooseMaxPages(),
                 MaxStackDepth = PassthroughEnabled ? _options.PassthroughStackDepth : 0,
             };
             var outHeader = new OutHeader { Len = (uint)(sizeof(OutHeader) + sizeof(InitOut)), Unique = h.Unique };
@@ -130,6 +130,22 @@ public sealed unsafe class FuseSession : IDisposable
         {
             _log.LogDebug("readahead of {Path} left as it is: {Error}", path, e.Message);
         }
+    }
+
+    /// <summary>
+    /// Pages per READ/WRITE request: 256 (1 MiB), or one less where a worker's pipe cannot hold a whole READ reply,
+    /// which takes a page for its header besides the data's. Pipes may grow past pipe-max-size (1 MiB, 256 pages,
+    /// by default) only with CAP_SYS_RESOURCE, which containers usually lack. A 1020 KiB request whose data is
+    /// spliced beats a 1 MiB one copied twice through the daemon (1 MiB O_DIRECT reads of a cached lower file:
+    /// 5.3 GB/s copied, 8.4 GB/s spliced).
+    /// </summary>
+    static int ChooseMaxPages()
+    {
+        int max = Math.Min(256, MaxPagesLimit());
+        var probe = ReplyPipe.Open();
+        int pipePages = probe.Pages;
+        probe.Close();
+        return pipePages > max || pipePages <= 128 ? max : pipePages - 1;
     }
 
     static int MaxPagesLimit()
@@ -193,9 +209,11 @@ public sealed unsafe class FuseSession : IDisposable
         byte* outBase = (byte*)NativeMemory.AlignedAlloc(BufferSize, 4096);
         byte* inBuf = inBase + RequestOffset, outBuf = outBase + ReplyOffset;
         const int InSize = BufferSize - RequestOffset, OutSize = BufferSize - ReplyOffset;
+        var pipe = ReplyPipe.Open();
         var dispatcher = new RequestDispatcher(_fs, _options.Debug ? _log : null)
         {
             SetxattrExt = (Negotiated & InitFlags.SetxattrExt) != 0,
+            SpliceReads = pipe.Pages > 0,
         };
         long lastRequest = 0;
         try
@@ -216,6 +234,11 @@ public sealed unsafe class FuseSession : IDisposable
                 try
                 {
                     len = dispatcher.Dispatch(new ReadOnlySpan<byte>(inBuf, (int)n), new Span<byte>(outBuf, OutSize));
+                    if (dispatcher.PendingSplice is { } read)
+                    {
+                        dispatcher.PendingSplice = null;
+                        len = AnswerRead(fd, ref pipe, read, outBuf, OutSize);
+                    }
                 }
                 catch (Exception ex)
                 {
@@ -238,10 +261,38 @@ public sealed unsafe class FuseSession : IDisposable
         }
         finally
         {
+            pipe.Close();
             NativeMemory.AlignedFree(inBase);
             NativeMemory.AlignedFree(outBase);
             _running.Signal();
         }
+    }
+
+    /// <summary>
+    /// Answers a READ from a descriptor: by splicing when the data is large enough and fits the pipe, else by
+    /// copying into the reply buffer. Returns the length of a reply left in <paramref name="outBuf"/>, or 0.
+    /// </summary>
+    int AnswerRead(int devFd, ref ReplyPipe pipe, in SplicedRead read, byte* outBuf, int outSize)
+    {
+        // The reply's length goes first into the pipe, so the data's length must be known before it is spliced:
+        // what the file holds from the offset (a short splice later means the file changed, and the copy answers).
+        Statx st;
+        byte empty = 0;
+        long length = Libc.statx(read.Fd, &empty, Libc.AT_EMPTY_PATH, Statx.SizeOnly, &st) == 0
+            ? Math.Clamp((long)st.Size - read.Offset, 0, read.Size) : -1;
+        long pagesSpanned = ((read.Offset & 4095) + length + 4095) / 4096;
+        if (length >= RequestDispatcher.MinSpliceBytes && pagesSpanned < pipe.Pages)
+        {
+            var header = new OutHeader { Len = (uint)(sizeof(OutHeader) + length), Unique = read.Unique };
+            var result = pipe.Splice(devFd, header, read.Fd, read.Offset, (int)length, out int deviceError);
+            if (result == ReplyPipe.Result.Sent) return 0;
+            // The request was interrupted, or the filesystem unmounted: nobody waits for an answer.
+            if (deviceError is Errno.ENOENT or Errno.ENODEV or Errno.ECONNABORTED) return 0;
+        }
+        int err = FsUtil.ReadFull(read.Fd, read.Offset, new Span<byte>(outBuf + sizeof(OutHeader), Math.Min(read.Size, outSize - sizeof(OutHeader))), out int n);
+        if (err != 0) n = 0;
+        Unsafe.Write(outBuf, new OutHeader { Len = (uint)(sizeof(OutHeader) + n), Error = -err, Unique = read.Unique });
+        return sizeof(OutHeader) + n;
     }
 
     /// <summary>Blocks until every worker has stopped (the filesystem was unmounted or aborted).</summary>

@@ -70,6 +70,12 @@ public interface IFuseFileSystem
     int TmpFile(in RequestContext ctx, ulong parent, int flags, uint mode, uint umask, ref EntryOut entry, ref OpenOut open) => Errno.EOPNOTSUPP;
     /// <summary>Fills <paramref name="buffer"/> from <paramref name="offset"/>; a short count means end of file.</summary>
     int Read(in RequestContext ctx, ulong node, ulong fh, long offset, Span<byte> buffer, out int bytesRead) { bytesRead = 0; return Errno.ENOSYS; }
+    /// <summary>
+    /// A descriptor whose bytes at any offset are this open file's, as <see cref="Read"/> would return them, or -1.
+    /// The session then splices READ data from it: the kernel takes the pages straight from the descriptor's page
+    /// cache, and the data never passes through the daemon's memory.
+    /// </summary>
+    int ReadSource(ulong node, ulong fh) => -1;
     int Write(in RequestContext ctx, ulong node, ulong fh, long offset, ReadOnlySpan<byte> data, uint writeFlags, out int written) { written = 0; return Errno.ENOSYS; }
     int Flush(in RequestContext ctx, ulong node, ulong fh) => 0;
     int Release(in RequestContext ctx, ulong node, ulong fh, int flags) => 0;

@@ -25,6 +25,18 @@ public sealed class RequestDispatcher
         _debugLog = debugLog;
     }
 
+    /// <summary>Whether READ replies may be spliced: the worker has a pipe (see <see cref="PendingSplice"/>).</summary>
+    public bool SpliceReads { get; set; }
+
+    /// <summary>
+    /// Set when <see cref="Dispatch"/> returned 0 for a READ whose reply the worker is to splice from a descriptor
+    /// (see <see cref="IFuseFileSystem.ReadSource"/>); the worker clears it.
+    /// </summary>
+    public SplicedRead? PendingSplice;
+
+    /// <summary>Splicing costs three calls to the copy's one; below this many bytes copying is cheaper.</summary>
+    public const int MinSpliceBytes = 32 * 1024;
+
     /// <summary>Kernel minor version in force (features such as SETXATTR_EXT change request layouts).</summary>
     public bool SetxattrExt { get; set; }
 
@@ -47,7 +59,13 @@ public sealed class RequestDispatcher
             var ctx = new RequestContext(h.Uid, h.Gid, h.Pid);
             err = Handle(in h, in ctx, request[InHeaderSize..bodyEnd], reply[OutHeaderSize..], ref payload);
         }
-        if (err < 0) return 0; // no reply
+        if (err < 0)
+        {
+            if (PendingSplice is { } read && _debugLog is not null)
+                _debugLog.LogDebug("{Op} unique={Unique} node={Node} -> up to {Size} bytes of descriptor {Fd} at {Offset}",
+                    h.Opcode, h.Unique, h.NodeId, read.Size, read.Fd, read.Offset);
+            return 0; // no reply, or the worker answers
+        }
         if (_debugLog is not null)
             _debugLog.LogDebug("{Op} unique={Unique} node={Node} -> {Result} ({Micros} us)", h.Opcode, h.Unique, h.NodeId,
                 err == 0 ? "ok" : Errno.Describe(err), Stopwatch.GetElapsedTime(start).TotalMicroseconds.ToString("F0"));
@@ -156,6 +174,11 @@ public sealed class RequestDispatcher
             {
                 if (!Read(body, out ReadIn r, out _)) return Errno.EINVAL;
                 int size = (int)Math.Min(r.Size, (uint)output.Length);
+                if (SpliceReads && size >= MinSpliceBytes && _fs.ReadSource(node, r.Fh) is var source and >= 0)
+                {
+                    PendingSplice = new SplicedRead(h.Unique, source, (long)r.Offset, size);
+                    return -1; // the worker answers
+                }
                 int err = _fs.Read(ctx, node, r.Fh, (long)r.Offset, output[..size], out int n);
                 length = err == 0 ? Math.Clamp(n, 0, size) : 0;
                 return err;
@@ -304,3 +327,6 @@ public sealed class RequestDispatcher
         return true;
     }
 }
+
+/// <summary>A READ to be answered with up to <see cref="Size"/> bytes at <see cref="Offset"/> of <see cref="Fd"/>.</summary>
+public readonly record struct SplicedRead(ulong Unique, int Fd, long Offset, int Size);

@@ -200,6 +200,10 @@ public sealed unsafe partial class OverlayFileSystem
         return FsUtil.ReadFull((int)fh, offset, buffer, out bytesRead);
     }
 
+    /// <summary>The handle's own descriptor, except where <see cref="Read"/> reads another file (a copy-up's).</summary>
+    public int ReadSource(ulong node, ulong fh) =>
+        (fh & LowerHandle) != 0 && _nodes.Get(node) is { Layer: 0, Metacopy: false } ? -1 : (int)fh;
+
     public int Write(in RequestContext ctx, ulong node, ulong fh, long offset, ReadOnlySpan<byte> data, uint writeFlags, out int written)
     {
         // Before the data, as a local filesystem does: a reader never sees new content under the old bits.

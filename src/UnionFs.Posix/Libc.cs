@@ -163,6 +163,10 @@ public static unsafe partial class Libc
     [LibraryImport(L, EntryPoint = "fork", SetLastError = true)] public static partial int fork();
     [LibraryImport(L, EntryPoint = "_exit")] public static partial void _exit(int status);
     [LibraryImport(L, EntryPoint = "pipe2", SetLastError = true)] public static partial int pipe2(int* fds, int flags);
+    [LibraryImport(L, EntryPoint = "splice", SetLastError = true)]
+    public static partial nint splice(int fdIn, long* offIn, int fdOut, long* offOut, nuint length, uint flags);
+    public const uint SPLICE_F_NONBLOCK = 2;
+    public const int F_SETPIPE_SZ = 1031, F_GETPIPE_SZ = 1032;
     [LibraryImport(L, EntryPoint = "dup2", SetLastError = true)] public static partial int dup2(int oldfd, int newfd);
     [LibraryImport(L, EntryPoint = "setrlimit", SetLastError = true)] public static partial int setrlimit(int resource, RLimit* rlim);
     [LibraryImport(L, EntryPoint = "getrlimit", SetLastError = true)] public static partial int getrlimit(int resource, RLimit* rlim);
@@ -236,7 +240,7 @@ public struct Statx
     public StatxTimestamp ATime, BTime, CTime, MTime;
     public uint RDevMajor, RDevMinor, DevMajor, DevMinor;
 
-    public const uint BasicStats = 0x7ff, TypeAndMode = 0x3;
+    public const uint BasicStats = 0x7ff, TypeAndMode = 0x3, SizeOnly = 0x200;
     public readonly uint Type => Mode & Libc.S_IFMT;
     public readonly bool IsDir => Type == Libc.S_IFDIR;
     public readonly bool IsWhiteoutDevice => Type == Libc.S_IFCHR && RDevMajor == 0 && RDevMinor == 0;

@@ -269,6 +269,8 @@ public sealed unsafe class LoopbackFileSystem : IFuseFileSystem, IDisposable
     public int Read(in RequestContext ctx, ulong node, ulong fh, long offset, Span<byte> buffer, out int bytesRead) =>
         FsUtil.ReadFull((int)fh, offset, buffer, out bytesRead);
 
+    public int ReadSource(ulong node, ulong fh) => (int)fh;
+
     public int Write(in RequestContext ctx, ulong node, ulong fh, long offset, ReadOnlySpan<byte> data, uint writeFlags, out int written) =>
         FsUtil.WriteAt((int)fh, offset, data, out written);
 
