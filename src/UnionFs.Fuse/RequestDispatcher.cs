@@ -34,7 +34,8 @@ public sealed class RequestDispatcher
     /// </summary>
     public SplicedRead? PendingSplice;
 
-    /// <summary>Splicing costs three calls to the copy's one; below this many bytes copying is cheaper.</summary>
+    /// <summary>A spliced reply takes four calls (statx, header, splice in, splice out) to a copied one's two (pread,
+    /// write); below this many bytes the copy is cheaper.</summary>
     public const int MinSpliceBytes = 32 * 1024;
 
     /// <summary>Kernel minor version in force (features such as SETXATTR_EXT change request layouts).</summary>
