@@ -238,6 +238,7 @@ public sealed unsafe class FuseSession : IDisposable
                     {
                         dispatcher.PendingSplice = null;
                         len = AnswerRead(fd, ref pipe, read, outBuf, OutSize);
+                        dispatcher.SpliceReads = pipe.Pages > 0; // a failed splice makes a new pipe, which can fail
                     }
                 }
                 catch (Exception ex)
