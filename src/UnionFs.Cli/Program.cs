@@ -49,8 +49,7 @@ static class Program
                 "mount" => MountCommand.Run(args[1..]),
                 "umount" or "unmount" => Umount(args[1..]),
                 "loopback" => Loopback(args[1..]),
-                "image" or "container" or "system" => UnionFs.Engine.Cli.EngineCli.Run(args),
-                "pull" or "push" => UnionFs.Engine.Cli.EngineCli.Run(args),
+                "image" or "container" or "system" or "pull" or "push" => EngineCommand.Exec(args),
                 _ => Fail($"unknown command '{args[0]}' (see unionfs --help)", 2),
             };
         }

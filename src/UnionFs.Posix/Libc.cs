@@ -162,6 +162,8 @@ public static unsafe partial class Libc
     [LibraryImport(L, EntryPoint = "setsid", SetLastError = true)] public static partial int setsid();
     [LibraryImport(L, EntryPoint = "fork", SetLastError = true)] public static partial int fork();
     [LibraryImport(L, EntryPoint = "_exit")] public static partial void _exit(int status);
+    [LibraryImport(L, EntryPoint = "execv", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int execv(string path, nint* argv);
     [LibraryImport(L, EntryPoint = "pipe2", SetLastError = true)] public static partial int pipe2(int* fds, int flags);
     [LibraryImport(L, EntryPoint = "splice", SetLastError = true)]
     public static partial nint splice(int fdIn, long* offIn, int fdOut, long* offOut, nuint length, uint flags);

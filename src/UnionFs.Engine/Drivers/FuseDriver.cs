@@ -27,11 +27,13 @@ public sealed class FuseDriver : IStorageDriver
         if (rc != 0) throw new StoreException($"umount {target}: '{Binary()} umount' failed with exit status {rc}");
     }
 
-    /// <summary>UNIONFS_BIN, else this process when it is the unionfs executable, else `unionfs` on PATH.</summary>
+    /// <summary>UNIONFS_BIN, else the unionfs executable beside this one (the engine is installed beside the
+    /// executable that runs it), else `unionfs` on PATH.</summary>
     public static string Binary()
     {
         if (Environment.GetEnvironmentVariable("UNIONFS_BIN") is { Length: > 0 } env) return env;
-        if (Environment.ProcessPath is { } self && Path.GetFileName(self) == "unionfs") return self;
+        if (Path.GetDirectoryName(Environment.ProcessPath) is { } own && File.Exists(Path.Combine(own, "unionfs")))
+            return Path.Combine(own, "unionfs");
         foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries))
             if (File.Exists(Path.Combine(dir, "unionfs"))) return Path.Combine(dir, "unionfs");
         throw new StoreException("fuse driver: cannot find the unionfs executable (set UNIONFS_BIN, or use --storage-driver overlay)");
