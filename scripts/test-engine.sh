@@ -106,7 +106,7 @@ if command -v skopeo >/dev/null; then
     a=\$($UNIONFS image inspect app:v1 | grep -m1 -o 'sha256:[0-9a-f]*'); b=\$($UNIONFS image inspect sk/app:v2 | grep -m1 -o 'sha256:[0-9a-f]*')
     echo \"app:v1=\$a sk/app:v2=\$b\"; [ -n \"\$a\" ] && [ \"\$a\" = \"\$b\" ]"
 else
-  echo "skip skopeo checks: skopeo not installed"
+  bad "skopeo checks cannot run: skopeo is not installed (scripts/install-deps.sh installs it)"
 fi
 check "load from stdin" sh -c "$UNIONFS image save app:v1 -o - | UNIONFS_ROOT=$T/stdin $UNIONFS image load - | grep -q 'Loaded image: app:v1'"
 

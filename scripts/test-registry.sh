@@ -389,7 +389,7 @@ if command -v htpasswd >/dev/null; then
     REGISTRY_AUTH_FILE=$T/auth.json $UNIONFS pull $AREG/private/app:1 --root $T/G | tail -1 | grep -qx $APP_ID"
   check "auth: skopeo reads what we pushed with the same credentials" skopeo inspect --tls-verify=false --creds tester:s3cret "docker://$AREG/private/app:1"
   kill "$AUTH_PID"; { wait "$AUTH_PID"; } 2>/dev/null; AUTH_PID=
-else echo "# htpasswd (apache2-utils) missing: basic-auth tests skipped"; fi
+else : > "$T/out"; bad "basic-auth tests" "htpasswd is not installed (apache2-utils; scripts/install-deps.sh installs it)"; fi
 
 # ---- bearer tokens: the registry's token auth, with a small token server signing JWTs (python3 + openssl) ----
 if command -v python3 >/dev/null && command -v openssl >/dev/null; then
@@ -451,7 +451,7 @@ PY
   check "bearer: skopeo reads what we pushed through the same token server" \
     skopeo inspect --tls-verify=false --creds tester:s3cret "docker://$BREG/team/app:1"
   kill "$BEARER_PID" "$TOKEN_PID" 2>/dev/null; { wait "$BEARER_PID" "$TOKEN_PID"; } 2>/dev/null; BEARER_PID="" TOKEN_PID=""
-else echo "# python3 or openssl missing: bearer-token tests skipped"; fi
+else : > "$T/out"; bad "bearer-token tests" "python3 or openssl is not installed (scripts/install-deps.sh installs them)"; fi
 
 # ---- plain errors ----
 check "unknown tag: clear error" sh -c "! $UNIONFS pull $REG/test/app:nope --root $F >$T/nope.out 2>&1 && grep -q 'unionfs: .*manifest test/app:nope not found' $T/nope.out"

@@ -72,9 +72,8 @@ __attribute__((constructor)) static void fork_daemon(int argc, char **argv, char
     /* A FUSE daemon's GC: the default gen0 budget follows the L3 size (16 MiB here), and a find over 17,000 files
      * left 14 MB of garbage resident without a single collection. 1 MiB (hex, as the runtime reads it) keeps the
      * heap near its live size for a dozen cheap gen0 collections. Set here, before the runtime reads its
-     * configuration, for the serving processes only: the image commands keep the default (the engine test
-     * "same image id after a skopeo round trip" fails now and then under frequent collections, also before this
-     * change with DOTNET_GCGen0MaxBudget=100000). A value already in the environment wins. */
+     * configuration, for the serving processes only (the engine is another executable, unionfs-engine, with the
+     * default budget). A value already in the environment wins. */
     if (is_mount(argc, argv)) setenv("DOTNET_GCGen0MaxBudget", "100000", 0);
     if (getenv(STATUS_VAR) != NULL || !is_background_mount(argc, argv)) return;
     int fds[2];
