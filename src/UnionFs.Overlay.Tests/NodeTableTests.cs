@@ -100,12 +100,10 @@ public class NodeTableTests
         Assert.Null(n.DataLoc);
         Assert.Equal(0, n.XattrChanges);
         n.UnlinkedFd = -1; // writing a default makes nothing
-        Interlocked.Increment(ref n.OpenCount);
         n.BackingRefs++;
         n.UnlinkedFd = 7;
-        Assert.Equal(1, n.OpenCount);
         Assert.Equal(1, n.BackingRefs);
         Assert.Equal(7, n.UnlinkedFd);
-        Assert.True(n.CopyUpLock == n.CopyUpLock);
+        Assert.Same(n.CopyUpLock, n.CopyUpLock);
     }
 }

@@ -99,7 +99,6 @@ public sealed unsafe partial class OverlayFileSystem
     /// <remarks><paramref name="mode"/>: the file's mode when the caller has just stat'ed it, else -1.</remarks>
     int Opened(Node n, int fd, bool lowerData, ref OpenOut open, int mode = -1, bool writable = true, bool newFile = false)
     {
-        Interlocked.Increment(ref n.OpenCount);
         open.Fh = (ulong)(uint)fd;
         // Writes reach the layer before they are answered, so close(2) has nothing to flush: NoFlush saves a request.
         if (_session is not { PassthroughEnabled: true })
@@ -167,7 +166,6 @@ public sealed unsafe partial class OverlayFileSystem
     {
         Libc.close((int)fh);
         if (_nodes.Get(node) is not { } n) return 0;
-        Interlocked.Decrement(ref n.OpenCount);
         if ((fh & (PassthroughHandle | CachedHandle)) != 0)
             lock (n.CopyUpLock)
             {

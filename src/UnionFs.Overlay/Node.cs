@@ -67,9 +67,9 @@ public sealed class LayerDir
 /// </summary>
 /// <remarks>
 /// There is one of these for every entry the kernel has seen (READDIRPLUS hands out a node per name listed), so its
-/// size is most of the daemon's heap: only what a lookup and getattr need is stored here. State that only opened,
-/// renamed, removed or metacopy objects need lives in <see cref="NodeExtra"/>, made when first needed; the
-/// properties below keep the field names, and the plain ones read a default while there is none.
+/// size is most of the daemon's heap: only what a lookup, a getattr and an open need is stored here. State that only
+/// renamed, removed, metacopy or xattr-changed objects and merged directories need lives in <see cref="NodeExtra"/>,
+/// made when first needed; the properties below keep the field names, and read a default while there is none.
 /// </remarks>
 public sealed class Node
 {
@@ -157,25 +157,20 @@ public sealed class Node
         get => _extra?.XattrChanges ?? 0;
         set => Extra.XattrChanges = value;
     }
-    // Counters used with ++, -- and Interlocked: references into the side object (which they create).
-    /// <summary>Open handles.</summary>
-    public ref int OpenCount => ref Extra.OpenCount;
     /// <summary>Passthrough: the kernel's backing id and the opens sharing it; the opens that use the page cache
-    /// instead; and whether passthrough writes may have left the page cache behind the file.
+    /// instead; and whether passthrough writes may have left the page cache behind the file. In the node itself,
+    /// not in <see cref="NodeExtra"/>: every file that is opened needs them (a tar or an untar opens them all).
     /// Guarded by <see cref="CopyUpLock"/>.</summary>
-    public ref int BackingId => ref Extra.BackingId;
-    public ref int BackingRefs => ref Extra.BackingRefs;
-    /// <summary>Whether passthrough opens exist; a read that does not make the side object.</summary>
-    public bool HasBackingOpens => _extra is { BackingRefs: > 0 };
+    public int BackingId, BackingRefs, CachedOpens;
     /// <summary>Passthrough opens for writing: a write through a shared mapping of one changes the file's times
     /// without any request reaching the daemon.</summary>
-    public ref int BackingWriters => ref Extra.BackingWriters;
-    public bool HasBackingWriters => _extra is { BackingWriters: > 0 };
-    public ref int CachedOpens => ref Extra.CachedOpens;
-    public ref bool PageCacheStale => ref Extra.PageCacheStale;
-    /// <summary>Serializes copy-up and the passthrough fields above. Made on first use: most nodes are only looked up
-    /// and read.</summary>
-    public Lock CopyUpLock => Extra.CopyUpLock;
+    public int BackingWriters;
+    public bool PageCacheStale;
+    public bool HasBackingOpens => BackingRefs > 0;
+    public bool HasBackingWriters => BackingWriters > 0;
+    /// <summary>Serializes copy-up, the passthrough fields above and <see cref="NoCapability"/>: the node's own
+    /// monitor, since a lock object of its own would cost every opened node about 40 bytes more.</summary>
+    public object CopyUpLock => this;
 
     /// <summary>The descriptor of this directory in <paramref name="layer"/>, or -1.</summary>
     public int DirFd(int layer)
@@ -200,10 +195,6 @@ public sealed class NodeExtra
     public int Subdirs = -1;
     public Location? DataLoc;
     public int XattrChanges;
-    public int OpenCount;
-    public int BackingId, BackingRefs, BackingWriters, CachedOpens;
-    public bool PageCacheStale;
-    public readonly Lock CopyUpLock = new();
 }
 
 /// <summary>A directory listing being served (see ReadDir): the snapshot, and whether the directory changed since it
