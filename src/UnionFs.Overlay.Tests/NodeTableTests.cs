@@ -100,10 +100,8 @@ public class NodeTableTests
         Assert.Null(n.DataLoc);
         Assert.Equal(0, n.XattrChanges);
         n.UnlinkedFd = -1; // writing a default makes nothing
-        n.BackingRefs++;
         n.UnlinkedFd = 7;
-        Assert.Equal(1, n.BackingRefs);
         Assert.Equal(7, n.UnlinkedFd);
-        Assert.Same(n.CopyUpLock, n.CopyUpLock);
+        Assert.Same(n.CopyUpLock, n.CopyUpLock); // one lock for the node's whole life
     }
 }
