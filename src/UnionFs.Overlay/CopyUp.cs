@@ -378,18 +378,17 @@ public sealed unsafe partial class OverlayFileSystem
 
     int CopyXattrs(int srcDir, ReadOnlySpan<byte> srcName, ReadOnlySpan<byte> tmpName)
     {
-        byte* src = stackalloc byte[Markers.PathBufferSize];
-        byte* dst = stackalloc byte[Markers.PathBufferSize];
-        Markers.AtPath(srcDir, srcName, src);
-        Markers.AtPath(_workFd, tmpName, dst);
-        bool follow = srcName.IsEmpty;
+        byte* srcPath = stackalloc byte[Markers.PathBufferSize];
+        byte* dstPath = stackalloc byte[Markers.PathBufferSize];
+        var src = Markers.Target(srcDir, srcName, srcPath);
+        var dst = Markers.Target(_workFd, tmpName, dstPath);
         byte[] list = ArrayPool<byte>.Shared.Rent(65536);
         byte[] value = ArrayPool<byte>.Shared.Rent(65536);
         try
         {
             fixed (byte* l = list) fixed (byte* v = value)
             {
-                nint n = follow ? Libc.listxattr(src, l, list.Length) : Libc.llistxattr(src, l, list.Length);
+                nint n = src.List(l, list.Length);
                 if (n < 0) return Errno.Last is Errno.EOPNOTSUPP or Errno.ENOTSUP ? 0 : Errno.Last;
                 for (int at = 0; at < n;)
                 {
@@ -399,9 +398,9 @@ public sealed unsafe partial class OverlayFileSystem
                     byte* nameZ = l + at;
                     at += len + 1;
                     if (Markers.IsPrivateXattr(name)) continue;
-                    nint vlen = follow ? Libc.getxattr(src, nameZ, v, value.Length) : Libc.lgetxattr(src, nameZ, v, value.Length);
+                    nint vlen = src.Get(nameZ, v, value.Length);
                     if (vlen < 0) continue;
-                    if (Libc.lsetxattr(dst, nameZ, v, vlen, 0) < 0)
+                    if (dst.Set(nameZ, v, vlen, 0) < 0)
                     {
                         int e = Errno.Last;
                         // File capabilities whose root id cannot be mapped, or a backing fs without that namespace.

@@ -88,14 +88,23 @@ public sealed unsafe partial class OverlayFileSystem
         : (valid & set) != 0 ? new Timespec { Sec = (long)sec, Nsec = nsec }
         : new Timespec { Nsec = Timespec.UTIME_OMIT };
 
-    /// <summary>The /proc path of a node's object for the xattr calls, and whether it must be followed.</summary>
-    bool XattrPath(Node n, byte* buf)
+    /// <summary>The /proc path of a node's object, and whether it must be followed.</summary>
+    static bool ProcPath(Node n, byte* buf)
     {
         if (n.IsDir) { Markers.AtPath(n.Dirs[0].Fd, ReadOnlySpan<byte>.Empty, buf); return true; }
         if (n.UnlinkedFd >= 0) { Markers.AtPath(n.UnlinkedFd, ReadOnlySpan<byte>.Empty, buf); return true; }
         var loc = n.Loc;
         Markers.AtPath(loc.Parent?.DirFd(loc.Layer) ?? -1, loc.Name, buf);
         return false;
+    }
+
+    /// <summary>A node's object for the xattr calls; <paramref name="buf"/> holds its path.</summary>
+    static Markers.XattrTarget XattrTarget(Node n, byte* buf)
+    {
+        if (n.IsDir) return Markers.Target(n.Dirs[0].Fd, ReadOnlySpan<byte>.Empty, buf);
+        if (n.UnlinkedFd >= 0) return Markers.Target(n.UnlinkedFd, ReadOnlySpan<byte>.Empty, buf, selfIsDir: false);
+        var loc = n.Loc;
+        return Markers.Target(loc.Parent?.DirFd(loc.Layer) ?? -1, loc.Name, buf);
     }
 
     public int GetXattr(in RequestContext ctx, ulong node, ReadOnlySpan<byte> name, Span<byte> value, out int size)
@@ -109,10 +118,10 @@ public sealed unsafe partial class OverlayFileSystem
         if (capability && n.NoCapability) return Errno.ENODATA;
         int xattrChanges = n.XattrChanges;
         byte* path = stackalloc byte[Markers.PathBufferSize];
-        bool follow = XattrPath(n, path);
+        var target = XattrTarget(n, path);
         fixed (byte* nm = name) fixed (byte* v = value)
         {
-            nint r = follow ? Libc.getxattr(path, nm, v, value.Length) : Libc.lgetxattr(path, nm, v, value.Length);
+            nint r = target.Get(nm, v, value.Length);
             if (r < 0)
             {
                 int e = Errno.Last;
@@ -131,12 +140,12 @@ public sealed unsafe partial class OverlayFileSystem
         if (_options.NoXattrs) return Errno.ENOSYS; // the kernel then stops asking: no xattrs on this mount
         if (_nodes.Get(node) is not { } n) return Errno.ESTALE;
         byte* path = stackalloc byte[Markers.PathBufferSize];
-        bool follow = XattrPath(n, path);
+        var target = XattrTarget(n, path);
         byte[] all = ArrayPool<byte>.Shared.Rent(65536);
         try
         {
             nint r;
-            fixed (byte* a = all) r = follow ? Libc.listxattr(path, a, all.Length) : Libc.llistxattr(path, a, all.Length);
+            fixed (byte* a = all) r = target.List(a, all.Length);
             if (r < 0) return Errno.Last;
             // Copy the names users may see; a size probe (empty list) only counts them.
             int at = 0, total = 0;
@@ -169,19 +178,20 @@ public sealed unsafe partial class OverlayFileSystem
         int e = CopyUpFile(n, CopyUpMode.Metadata);
         if (e != 0) return e;
         byte* path = stackalloc byte[Markers.PathBufferSize];
-        bool follow = XattrPath(n, path);
         fixed (byte* nm = name) fixed (byte* v = value)
-            e = FsUtil.Err(follow ? Libc.setxattr(path, nm, v, value.Length, flags) : Libc.lsetxattr(path, nm, v, value.Length, flags));
+            e = FsUtil.Err(XattrTarget(n, path).Set(nm, v, value.Length, flags));
         lock (n.CopyUpLock) { n.XattrChanges++; n.NoCapability = false; }
         if (name.SequenceEqual(DefaultAclXattr[..^1])) n.DefaultAcl = 0;
         // An access ACL set by someone outside the file's group clears set-group-ID, as chmod would; the daemon sets
         // it as root, so the upper filesystem would not.
-        if (e == 0 && ctx.KillSuidGid && name.SequenceEqual("system.posix_acl_access"u8)) ClearSetGid(n, path, follow);
+        if (e == 0 && ctx.KillSuidGid && name.SequenceEqual("system.posix_acl_access"u8)) ClearSetGid(n);
         return e;
     }
 
-    void ClearSetGid(Node n, byte* path, bool follow)
+    void ClearSetGid(Node n)
     {
+        byte* path = stackalloc byte[Markers.PathBufferSize];
+        bool follow = ProcPath(n, path);
         Statx st;
         if (Libc.statx(Libc.AT_FDCWD, path, follow ? 0 : Libc.AT_SYMLINK_NOFOLLOW, Statx.TypeAndMode, &st) != 0) return;
         if ((st.Mode & Libc.S_ISGID) == 0 || st.Type == Libc.S_IFLNK) return;
@@ -198,9 +208,8 @@ public sealed unsafe partial class OverlayFileSystem
         int e = CopyUpFile(n, CopyUpMode.Metadata);
         if (e != 0) return e;
         byte* path = stackalloc byte[Markers.PathBufferSize];
-        bool follow = XattrPath(n, path);
         if (name.SequenceEqual(DefaultAclXattr[..^1])) n.DefaultAcl = 0;
         fixed (byte* nm = name)
-            return FsUtil.Err(follow ? Libc.removexattr(path, nm) : Libc.lremovexattr(path, nm));
+            return FsUtil.Err(XattrTarget(n, path).Remove(nm));
     }
 }

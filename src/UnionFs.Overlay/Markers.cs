@@ -54,9 +54,9 @@ public static unsafe class Markers
         name.StartsWith("trusted.unionfs."u8) || name.StartsWith("user.unionfs."u8) ||
         name.StartsWith("user.fuseoverlayfs."u8) || name.StartsWith("security.fuseoverlayfs."u8);
 
-    /// <summary>An empty name means the directory <paramref name="dirFd"/> itself (the following calls are used then).
+    /// <summary>An empty name means the object <paramref name="dirFd"/> itself (the following calls are used then).
     /// Writes "/proc/self/fd/DIRFD/NAME\0" into <paramref name="buf"/> (at least 4096+32 bytes): the path form
-    /// of (dirfd, name) for the l*xattr calls, which have no *at() variant in this libc.</summary>
+    /// of (dirfd, name) for the calls that have no *at() variant.</summary>
     public static byte* AtPath(int dirFd, ReadOnlySpan<byte> name, byte* buf)
     {
         var span = new Span<byte>(buf, PathBufferSize);
@@ -76,6 +76,51 @@ public static unsafe class Markers
 
     public const int PathBufferSize = 4096 + 64;
 
+    static readonly bool UseXattrAt = Libc.XattrAtWorks();
+
+    /// <summary>
+    /// Where an xattr call on (dirFd, name) goes, or on dirFd itself when name is empty. With the *xattrat calls
+    /// (Linux 6.13) that is dirFd and NAME, or "." for a directory itself; without them, or for a non-directory
+    /// reached only through an O_PATH descriptor (which *xattrat refuse), it is /proc/self/fd/DIRFD/NAME for the
+    /// l*xattr calls. The walk through /proc costs more than the call: 3.5 us against 1.3 us for a missing xattr
+    /// on ext4 here, and lookups of upper and lower directories read markers this way.
+    /// <paramref name="buf"/> (<see cref="PathBufferSize"/> bytes) holds the path and must outlive the target.
+    /// </summary>
+    public static XattrTarget Target(int dirFd, ReadOnlySpan<byte> name, byte* buf, bool selfIsDir = true)
+    {
+        if (!UseXattrAt || (name.IsEmpty && !selfIsDir)) return new XattrTarget(-1, AtPath(dirFd, name, buf), proc: true, follow: name.IsEmpty);
+        var span = new Span<byte>(buf, PathBufferSize);
+        if (name.IsEmpty) ".\0"u8.CopyTo(span);
+        else { name.CopyTo(span); span[name.Length] = 0; }
+        return new XattrTarget(dirFd, buf, proc: false, follow: false);
+    }
+
+    /// <summary>The object of xattr calls, from <see cref="Target"/>.</summary>
+    public readonly struct XattrTarget
+    {
+        readonly int _dirFd;
+        readonly byte* _path;
+        readonly bool _proc, _follow;
+
+        public XattrTarget(int dirFd, byte* path, bool proc, bool follow) { _dirFd = dirFd; _path = path; _proc = proc; _follow = follow; }
+
+        public nint Get(byte* xattr, byte* value, nint size) =>
+            !_proc ? Libc.getxattrat(_dirFd, _path, Libc.AT_SYMLINK_NOFOLLOW, xattr, value, size)
+            : _follow ? Libc.getxattr(_path, xattr, value, size) : Libc.lgetxattr(_path, xattr, value, size);
+
+        public nint List(byte* list, nint size) =>
+            !_proc ? Libc.listxattrat(_dirFd, _path, Libc.AT_SYMLINK_NOFOLLOW, list, size)
+            : _follow ? Libc.listxattr(_path, list, size) : Libc.llistxattr(_path, list, size);
+
+        public int Set(byte* xattr, byte* value, nint size, int flags) =>
+            !_proc ? Libc.setxattrat(_dirFd, _path, Libc.AT_SYMLINK_NOFOLLOW, xattr, value, size, flags)
+            : _follow ? Libc.setxattr(_path, xattr, value, size, flags) : Libc.lsetxattr(_path, xattr, value, size, flags);
+
+        public int Remove(byte* xattr) =>
+            !_proc ? Libc.removexattrat(_dirFd, _path, Libc.AT_SYMLINK_NOFOLLOW, xattr)
+            : _follow ? Libc.removexattr(_path, xattr) : Libc.lremovexattr(_path, xattr);
+    }
+
     /// <summary>Whether the directory (dirFd, name) is opaque by any of the markers we read. One listxattr answers
     /// the common case (no overlay xattrs at all); the value is read only when a marker name is present.</summary>
     public static bool IsOpaque(int parentFd, ReadOnlySpan<byte> name, int dirFd) =>
@@ -89,9 +134,9 @@ public static unsafe class Markers
     {
         redirect = null;
         byte* path = stackalloc byte[PathBufferSize];
-        AtPath(parentFd, name, path);
+        var target = Target(parentFd, name, path);
         byte* list = stackalloc byte[4096];
-        nint n = name.IsEmpty ? Libc.listxattr(path, list, 4096) : Libc.llistxattr(path, list, 4096);
+        nint n = target.List(list, 4096);
         if (n != 0)
         {
             var names = n > 0 ? new ReadOnlySpan<byte>(list, (int)n) : default;
@@ -100,10 +145,7 @@ public static unsafe class Markers
             {
                 if (n > 0 && names.IndexOf(x) < 0) continue; // x includes its NUL, so this matches whole names
                 fixed (byte* xn = x)
-                {
-                    nint r = name.IsEmpty ? Libc.getxattr(path, xn, value, 8) : Libc.lgetxattr(path, xn, value, 8);
-                    if (r == 1 && value[0] == (byte)'y') return true;
-                }
+                    if (target.Get(xn, value, 8) == 1 && value[0] == (byte)'y') return true;
             }
             if (redirectXattr is not null && (n < 0 || names.IndexOf(redirectXattr) >= 0))
                 redirect = GetString(parentFd, name, redirectXattr);
@@ -117,19 +159,17 @@ public static unsafe class Markers
     public static bool HasXattr(int dirFd, ReadOnlySpan<byte> xattrZ)
     {
         byte* path = stackalloc byte[PathBufferSize];
-        AtPath(dirFd, ReadOnlySpan<byte>.Empty, path);
-        fixed (byte* xn = xattrZ) return Libc.getxattr(path, xn, null, 0) >= 0;
+        fixed (byte* xn = xattrZ) return Target(dirFd, ReadOnlySpan<byte>.Empty, path).Get(xn, null, 0) >= 0;
     }
 
     /// <summary>Reads an xattr of (dirFd, name) as a string, or null.</summary>
     public static string? GetString(int dirFd, ReadOnlySpan<byte> name, byte[] xattr)
     {
         byte* path = stackalloc byte[PathBufferSize];
-        AtPath(dirFd, name, path);
         byte* value = stackalloc byte[4096];
         fixed (byte* xn = xattr)
         {
-            nint r = name.IsEmpty ? Libc.getxattr(path, xn, value, 4096) : Libc.lgetxattr(path, xn, value, 4096);
+            nint r = Target(dirFd, name, path).Get(xn, value, 4096);
             return r < 0 ? null : Encoding.UTF8.GetString(value, (int)r);
         }
     }
@@ -138,26 +178,23 @@ public static unsafe class Markers
     public static ulong GetOrigin(int dirFd, ReadOnlySpan<byte> name, byte[] originXattr)
     {
         byte* path = stackalloc byte[PathBufferSize];
-        AtPath(dirFd, name, path);
         ulong ino;
         fixed (byte* xn = originXattr)
-            return (name.IsEmpty ? Libc.getxattr(path, xn, (byte*)&ino, 8) : Libc.lgetxattr(path, xn, (byte*)&ino, 8)) == 8 ? ino : 0;
+            return Target(dirFd, name, path).Get(xn, (byte*)&ino, 8) == 8 ? ino : 0;
     }
 
     public static int SetXattr(int dirFd, ReadOnlySpan<byte> name, byte[] xattr, ReadOnlySpan<byte> value)
     {
         byte* path = stackalloc byte[PathBufferSize];
-        AtPath(dirFd, name, path);
         fixed (byte* xn = xattr) fixed (byte* v = value)
-            return (name.IsEmpty ? Libc.setxattr(path, xn, v, value.Length, 0) : Libc.lsetxattr(path, xn, v, value.Length, 0)) < 0 ? Errno.Last : 0;
+            return Target(dirFd, name, path).Set(xn, v, value.Length, 0) < 0 ? Errno.Last : 0;
     }
 
     public static int RemoveXattr(int dirFd, ReadOnlySpan<byte> name, byte[] xattr)
     {
         byte* path = stackalloc byte[PathBufferSize];
-        AtPath(dirFd, name, path);
         fixed (byte* xn = xattr)
-            return (name.IsEmpty ? Libc.removexattr(path, xn) : Libc.lremovexattr(path, xn)) < 0 ? Errno.Last : 0;
+            return Target(dirFd, name, path).Remove(xn) < 0 ? Errno.Last : 0;
     }
 
     /// <summary>Whether ".wh.NAME" exists in a directory (AUFS/OCI whiteout).</summary>

@@ -182,6 +182,38 @@ public static unsafe partial class Libc
         return (int)syscall4(SYS_openat2, dirfd, (long)path, (long)&how, sizeof(OpenHow));
     }
 
+    /// <summary>struct xattr_args of the *xattrat calls.</summary>
+    struct XattrArgs { public ulong Value; public uint Size; public uint Flags; }
+    // The *xattrat calls of Linux 6.13 (glibc 2.36 has no wrappers; the numbers are the same on every architecture).
+    const long SYS_setxattrat = 463, SYS_getxattrat = 464, SYS_listxattrat = 465, SYS_removexattrat = 466;
+
+    public static nint getxattrat(int dirfd, byte* path, int atFlags, byte* name, byte* value, nint size)
+    {
+        var args = new XattrArgs { Value = (ulong)value, Size = (uint)size };
+        return (nint)syscall6(SYS_getxattrat, dirfd, (long)path, atFlags, (long)name, (long)&args, sizeof(XattrArgs));
+    }
+
+    public static int setxattrat(int dirfd, byte* path, int atFlags, byte* name, byte* value, nint size, int flags)
+    {
+        var args = new XattrArgs { Value = (ulong)value, Size = (uint)size, Flags = (uint)flags };
+        return (int)syscall6(SYS_setxattrat, dirfd, (long)path, atFlags, (long)name, (long)&args, sizeof(XattrArgs));
+    }
+
+    public static nint listxattrat(int dirfd, byte* path, int atFlags, byte* list, nint size) =>
+        (nint)syscall6(SYS_listxattrat, dirfd, (long)path, atFlags, (long)list, size, 0);
+
+    public static int removexattrat(int dirfd, byte* path, int atFlags, byte* name) =>
+        (int)syscall4(SYS_removexattrat, dirfd, (long)path, atFlags, (long)name);
+
+    /// <summary>Whether the *xattrat calls exist here: not before Linux 6.13, and a seccomp filter that predates
+    /// them answers ENOSYS or EPERM.</summary>
+    public static bool XattrAtWorks()
+    {
+        byte* root = stackalloc byte[] { (byte)'/', 0 };
+        fixed (byte* name = "user.unionfs.probe\0"u8)
+            return getxattrat(AT_FDCWD, root, 0, name, null, 0) >= 0 || Errno.Last is not (Errno.ENOSYS or Errno.EPERM);
+    }
+
     public const int OPEN_TREE_CLONE = 1;
     public const ulong MOUNT_ATTR_RDONLY = 1, MOUNT_ATTR_RELATIME = 0, MOUNT_ATTR_NOATIME = 0x10, MOUNT_ATTR_STRICTATIME = 0x20, MOUNT_ATTR__ATIME = 0x70,
         MOUNT_ATTR_NODIRATIME = 0x80;
