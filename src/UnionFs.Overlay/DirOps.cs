@@ -63,14 +63,22 @@ public sealed unsafe partial class OverlayFileSystem
         return 0;
     }
 
-    /// <summary>The owner a new object gets: the caller, or the directory's group under a set-group-ID directory.</summary>
-    (uint Uid, uint Gid) NewOwner(in RequestContext ctx, int parentUpperFd)
+    /// <summary>
+    /// The owner a new object gets: the caller, or the directory's group under a set-group-ID directory; and whether
+    /// an object the daemon makes in that directory has that owner already (root making its own files), so that
+    /// no chown is needed.
+    /// </summary>
+    (uint Uid, uint Gid, bool AsMade) NewOwner(in RequestContext ctx, int parentUpperFd)
     {
-        uint gid = HostGid(ctx.Gid);
+        uint uid = HostUid(ctx.Uid), gid = HostGid(ctx.Gid);
+        bool setGid = false;
         Statx st;
         if (Libc.statx(parentUpperFd, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &st) == 0 && (st.Mode & 0x400) != 0)
+        {
             gid = st.Gid;
-        return (HostUid(ctx.Uid), gid);
+            setGid = true;
+        }
+        return (uid, gid, uid == _daemonUid && (setGid || gid == _daemonGid));
     }
 
     /// <summary>
@@ -93,9 +101,11 @@ public sealed unsafe partial class OverlayFileSystem
     /// reappears, not even after a crash. Returns the open descriptor for files in <paramref name="fileFd"/>.
     /// </summary>
     int CreateObject(in RequestContext ctx, Node parent, ReadOnlySpan<byte> name, Kind kind, uint mode, uint umask, ulong rdev,
-                     byte* target, int openFlags, out int fileFd)
+                     byte* target, int openFlags, out int fileFd, out Node? file, out Statx fileStat)
     {
         fileFd = -1;
+        file = null;
+        fileStat = default;
         if (!HasUpper) return Errno.EROFS;
         if (Markers.IsWhiteoutName(name)) return Errno.EINVAL;
         byte* nameZ = stackalloc byte[NameMax + 1];
@@ -112,13 +122,13 @@ public sealed unsafe partial class OverlayFileSystem
             Changed(parent, subdirs: kind == Kind.Dir);
             if (!s.UpperWhiteout)
             {
-                e = MakeObject(pfd, nameZ, kind, mode, rdev, target, openFlags, owner, opaque: false, out fileFd);
+                e = MakeObject(pfd, nameZ, kind, mode, rdev, target, openFlags, owner.AsMade ? null : (owner.Uid, owner.Gid), opaque: false, out fileFd);
                 if (e == 0 && s.UpperAufsWhiteout) e = RemoveAufsWhiteout(pfd, name);
-                return e;
+                return e == 0 ? RegisterFile(parent, name, ref fileFd, out file, out fileStat) : e;
             }
             fixed (byte* tmp = TempName())
             {
-                e = MakeObject(_workFd, tmp, kind, mode, rdev, target, openFlags, owner, opaque: kind == Kind.Dir, out fileFd);
+                e = MakeObject(_workFd, tmp, kind, mode, rdev, target, openFlags, (owner.Uid, owner.Gid), opaque: kind == Kind.Dir, out fileFd);
                 if (e != 0) return e;
                 if (kind == Kind.Dir)
                 {
@@ -131,13 +141,39 @@ public sealed unsafe partial class OverlayFileSystem
                     Libc.unlinkat(_workFd, tmp, 0);
                 }
                 if (e != 0 && fileFd >= 0) { Libc.close(fileFd); fileFd = -1; }
-                return e;
+                return e == 0 ? RegisterFile(parent, name, ref fileFd, out file, out fileStat) : e;
             }
         }
     }
 
+    /// <summary>
+    /// The node of a file just created at parent/name and open as <paramref name="fd"/> (nothing for other kinds).
+    /// Made here, under the namespace lock, from the descriptor: the name cannot have changed yet, and a new
+    /// object has no origin, so a lookup of the name would only stat it again and read its origin xattr.
+    /// </summary>
+    int RegisterFile(Node parent, ReadOnlySpan<byte> name, ref int fd, out Node? node, out Statx st)
+    {
+        node = null;
+        st = default;
+        if (fd < 0) return 0;
+        Statx s;
+        if (Libc.statx(fd, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &s) != 0)
+        {
+            int e = Errno.Last;
+            Libc.close(fd);
+            fd = -1;
+            return e;
+        }
+        st = s;
+        node = _nodes.AddOrAcquire(new Node(Libc.S_IFREG)
+        {
+            Key = (0, s.Dev, s.Ino), Loc = new Location(parent, Node.MakeNameZ(name), 0), Ino = MakeIno(0, s.Ino),
+        }, parent);
+        return 0;
+    }
+
     int MakeObject(int dirFd, byte* nameZ, Kind kind, uint mode, ulong rdev, byte* target, int openFlags,
-                   (uint Uid, uint Gid) owner, bool opaque, out int fileFd)
+                   (uint Uid, uint Gid)? chownTo, bool opaque, out int fileFd)
     {
         fileFd = -1;
         int r = kind switch
@@ -149,10 +185,10 @@ public sealed unsafe partial class OverlayFileSystem
         };
         if (r < 0) return Errno.Last;
         int e = 0;
-        if (_asRoot && Libc.fchownat(dirFd, nameZ, owner.Uid, owner.Gid, Libc.AT_SYMLINK_NOFOLLOW) < 0) e = Errno.Last;
+        if (_asRoot && chownTo is { } owner && Libc.fchownat(dirFd, nameZ, owner.Uid, owner.Gid, Libc.AT_SYMLINK_NOFOLLOW) < 0) e = Errno.Last;
         // chown clears set-user-ID and set-group-ID of an executable non-directory, even for root; the mode asked for
         // (the kernel has already dropped a set-group-ID the caller may not have) is what the new object must show.
-        if (e == 0 && _asRoot && kind is Kind.File or Kind.Node && (mode & (Libc.S_ISUID | Libc.S_ISGID)) != 0
+        if (e == 0 && _asRoot && chownTo is not null && kind is Kind.File or Kind.Node && (mode & (Libc.S_ISUID | Libc.S_ISGID)) != 0
             && Libc.fchmodat(dirFd, nameZ, mode & 0xFFF, 0) < 0) e = Errno.Last;
         if (e == 0 && opaque)
         {
@@ -179,7 +215,7 @@ public sealed unsafe partial class OverlayFileSystem
     public int MkDir(in RequestContext ctx, ulong parent, ReadOnlySpan<byte> name, uint mode, uint umask, ref EntryOut entry)
     {
         if (_nodes.Get(parent) is not { } p) return Errno.ESTALE;
-        return Created(CreateObject(ctx, p, name, Kind.Dir, mode, umask, 0, null, 0, out _), p, name, ref entry);
+        return Created(CreateObject(ctx, p, name, Kind.Dir, mode, umask, 0, null, 0, out _, out _, out _), p, name, ref entry);
     }
 
     public int MkNod(in RequestContext ctx, ulong parent, ReadOnlySpan<byte> name, uint mode, uint rdev, uint umask, ref EntryOut entry)
@@ -190,9 +226,11 @@ public sealed unsafe partial class OverlayFileSystem
         ulong dev = Libc.MakeDev((rdev >> 8) & 0xfff, (rdev & 0xff) | ((rdev >> 12) & 0xfff00));
         if ((mode & Libc.S_IFMT) == Libc.S_IFCHR && dev == 0) return Errno.EPERM; // char 0/0 is a whiteout, never a device
         var kind = (mode & Libc.S_IFMT) == Libc.S_IFREG ? Kind.File : Kind.Node;
-        int e = CreateObject(ctx, p, name, kind, mode, umask, dev, null, Libc.O_WRONLY, out int fd);
+        int e = CreateObject(ctx, p, name, kind, mode, umask, dev, null, Libc.O_WRONLY, out int fd, out var file, out var st);
         if (fd >= 0) Libc.close(fd);
-        return Created(e, p, name, ref entry);
+        if (file is null) return Created(e, p, name, ref entry);
+        FillEntry(file, st, ref entry);
+        return 0;
     }
 
     public int Symlink(in RequestContext ctx, ulong parent, ReadOnlySpan<byte> name, ReadOnlySpan<byte> target, ref EntryOut entry)
@@ -202,17 +240,25 @@ public sealed unsafe partial class OverlayFileSystem
         byte* t = stackalloc byte[target.Length + 1];
         target.CopyTo(new Span<byte>(t, target.Length));
         t[target.Length] = 0;
-        return Created(CreateObject(ctx, p, name, Kind.Symlink, 0x1FF, 0, 0, t, 0, out _), p, name, ref entry);
+        return Created(CreateObject(ctx, p, name, Kind.Symlink, 0x1FF, 0, 0, t, 0, out _, out _, out _), p, name, ref entry);
     }
 
     public int Create(in RequestContext ctx, ulong parent, ReadOnlySpan<byte> name, int flags, uint mode, uint umask, ref EntryOut entry, ref OpenOut open)
     {
         if (_nodes.Get(parent) is not { } p) return Errno.ESTALE;
-        int e, fd;
         for (int attempt = 0; ; attempt++)
         {
-            e = CreateObject(ctx, p, name, Kind.File, mode | Libc.S_IFREG, umask, 0, null, flags & ~Libc.O_TRUNC, out fd);
-            if (e != Errno.EEXIST || (flags & Libc.O_EXCL) != 0) break;
+            int e = CreateObject(ctx, p, name, Kind.File, mode | Libc.S_IFREG, umask, 0, null, flags & ~Libc.O_TRUNC,
+                                 out int fd, out var node, out var created);
+            if (e == 0)
+            {
+                node!.NoCapability = true; // a new file has no xattrs but those this mount sets
+                // Opened first: whether the entry's attributes may be cached depends on how the file is opened.
+                e = Opened(node, fd, lowerData: false, ref open, created.Mode, WantsWrite(flags), newFile: true);
+                FillEntry(node, created, ref entry);
+                return e;
+            }
+            if (e != Errno.EEXIST || (flags & Libc.O_EXCL) != 0) return e;
             // open(O_CREAT) of a name that exists after all (another process created it meanwhile): open it,
             // unless it disappears again before we get there, then try to create it once more.
             e = LookupNode(p, name, out var existing, out var st);
@@ -224,31 +270,6 @@ public sealed unsafe partial class OverlayFileSystem
             FillEntry(existing, st, ref entry);
             return 0;
         }
-        Node? node = null;
-        Statx created = default;
-        if (e == 0) e = LookupNode(p, name, out node, out created);
-        if (e == 0 && !IsObjectOf(fd, created))
-        {
-            // Another process renamed something over the new name already: the name is not our file any more.
-            _nodes.Forget(node!.Id, 1);
-            e = Errno.ENOENT;
-        }
-        // Another process removed (or replaced) the new name already: the caller still gets its file, as from a
-        // local filesystem.
-        if (e == Errno.ENOENT && fd >= 0) return OpenedUnnamed(p, fd, ref entry, ref open);
-        if (e != 0) { if (fd >= 0) Libc.close(fd); return e; }
-        node!.NoCapability = true; // a new file has no xattrs but those this mount sets
-        // Opened first: whether the entry's attributes may be cached depends on how the file is opened.
-        e = Opened(node, fd, lowerData: false, ref open, created.Mode, WantsWrite(flags), newFile: true);
-        FillEntry(node, created, ref entry);
-        return e;
-    }
-
-    /// <summary>Whether <paramref name="st"/> describes the object open as <paramref name="fd"/>.</summary>
-    static bool IsObjectOf(int fd, in Statx st)
-    {
-        Statx own;
-        return Libc.statx(fd, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &own) == 0 && own.Ino == st.Ino && own.Dev == st.Dev;
     }
 
     public int Link(in RequestContext ctx, ulong node, ulong newParent, ReadOnlySpan<byte> newName, ref EntryOut entry)

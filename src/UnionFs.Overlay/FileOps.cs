@@ -306,7 +306,7 @@ public sealed unsafe partial class OverlayFileSystem
         }
     }
 
-    /// <summary>A node for an open file that has no name (O_TMPFILE, or created and removed at once by others).</summary>
+    /// <summary>A node for an open file that has no name (O_TMPFILE).</summary>
     int OpenedUnnamed(Node parent, int fd, ref EntryOut entry, ref OpenOut open)
     {
         Statx st;

@@ -25,6 +25,8 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
     /// <summary>W/index: one hard link per copied-up multiply-linked lower file, so its other names join it.</summary>
     readonly int _indexFd = -1;
     readonly bool _asRoot;
+    /// <summary>Who owns what the daemon creates, before any chown.</summary>
+    readonly uint _daemonUid = Libc.getuid(), _daemonGid = Libc.getgid();
     /// <summary>Root of the initial user namespace: only it may set trusted.* xattrs and register passthrough
     /// backing files. The daemon of a rootless container is uid 0 too, but in the container's user namespace, and
     /// keeps its markers in user.* as kernel overlayfs's userxattr does.</summary>
