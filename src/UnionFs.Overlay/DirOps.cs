@@ -258,6 +258,7 @@ public sealed unsafe partial class OverlayFileSystem
                 FillEntry(node, created, ref entry);
                 return e;
             }
+            if (fd >= 0) Libc.close(fd); // (made, but a later step failed)
             if (e != Errno.EEXIST || (flags & Libc.O_EXCL) != 0) return e;
             // open(O_CREAT) of a name that exists after all (another process created it meanwhile): open it,
             // unless it disappears again before we get there, then try to create it once more.
