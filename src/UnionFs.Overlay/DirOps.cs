@@ -366,10 +366,31 @@ public sealed unsafe partial class OverlayFileSystem
     void KeepIfStillReachable(Node node, Node parent, ReadOnlySpan<byte> name)
     {
         if (node.IsDir || node.UnlinkedFd >= 0) return;
+        if (node.OtherName is { } other && other.ParentId == parent.Id && other.Name.SequenceEqual(name)) node.OtherName = null;
         var loc = node.Loc;
         if (loc.Parent != parent || !loc.Name.SequenceEqual(name)) return;
+        if (node.OtherName is { } alias && MoveToOtherName(node, alias)) return;
         fixed (byte* n = loc.NameZ)
             node.UnlinkedFd = Libc.openat(parent.DirFd(loc.Layer), n, Libc.O_PATH | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0);
+    }
+
+    /// <summary>
+    /// A hard link removed while the file keeps another name the kernel found it under: the node lives on at that
+    /// name, as the inode does on a local filesystem (a stat reaches it, a copy-up goes there), if the name still
+    /// leads to this object in the merged view. Under <see cref="_ns"/>.
+    /// </summary>
+    bool MoveToOtherName(Node node, OtherLink other)
+    {
+        node.OtherName = null;
+        if (_nodes.Get(other.ParentId) is not { IsDir: true } p) return false;
+        var dirs = p.Dirs;
+        fixed (byte* nameZ = other.NameZ)
+        {
+            int top = FindTop(dirs, 0, nameZ, other.Name, out var st);
+            if (top < 0 || dirs[top].Layer != other.Layer || st.Dev != node.Key.Dev || st.Ino != node.Key.Ino) return false;
+        }
+        _nodes.Reparent(node, p, other.NameZ, other.Layer);
+        return true;
     }
 
     int ReplaceWithWhiteout(int pfd, byte* nameZ, ReadOnlySpan<byte> name, bool dir)

@@ -81,6 +81,9 @@ public sealed unsafe partial class OverlayFileSystem
         if (_nodes.AcquireExisting(key) is { } existing)
         {
             if (linkedUp && existing.Indexed) existing.LowerLinks = ReadLowerLinks(ld.Fd, name);
+            // Another name of a hard-linked file: remembered, so the file can live on there (KeepIfStillReachable).
+            if (st.NLink > 1 && !existing.IsDir && existing.Loc is var loc && (loc.Parent != parent || !loc.Name.SequenceEqual(name)))
+                existing.OtherName = new OtherLink(parent.Id, Node.MakeNameZ(name), ld.Layer);
             node = existing;
             return 0;
         }

@@ -141,6 +141,13 @@ public sealed class Node
         get => _extra?.UnlinkedFd ?? -1;
         set { if (value >= 0 || _extra is not null) Extra.UnlinkedFd = value; }
     }
+    /// <summary>For a file with several hard links: another name the kernel found it under (by the parent's node
+    /// id, which goes stale with the parent), where it can live on if the name in <see cref="Loc"/> is removed.</summary>
+    public OtherLink? OtherName
+    {
+        get => _extra?.OtherName;
+        set { if (value is not null || _extra is not null) Extra.OtherName = value; }
+    }
     /// <summary>For a merged directory: how many subdirectories its merged view has, or -1 when not counted yet.</summary>
     public int Subdirs
     {
@@ -194,7 +201,14 @@ public sealed class NodeExtra
     public int UnlinkedFd = -1;
     public int Subdirs = -1;
     public Location? DataLoc;
+    public OtherLink? OtherName;
     public int XattrChanges;
+}
+
+/// <summary>A name of a hard-linked file besides its <see cref="Node.Loc"/>: parent node id, NUL-terminated name, layer.</summary>
+public sealed record OtherLink(ulong ParentId, byte[] NameZ, int Layer)
+{
+    public ReadOnlySpan<byte> Name => NameZ.AsSpan(0, NameZ.Length - 1);
 }
 
 /// <summary>A directory listing being served (see ReadDir): the snapshot, and whether the directory changed since it
