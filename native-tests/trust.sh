@@ -903,6 +903,11 @@ import sys
 for k in range(64): open(sys.argv[1] + '/lf%d' % k, 'wb').write(bytes(((k*7+i)&0xff) for i in range(65536)))
 " "$L1"
     mkdir -p "$L1/shared" && echo s >"$L1/shared/x3"
+    local i j k
+    for i in 0 1 2 3; do for j in 0 1 2 3; do
+        mkdir -p "$L1/deep/a$i/b$j"
+        for k in 0 1 2 3 4 5 6 7; do echo "m$k" >"$L1/deep/a$i/b$j/m$k"; done
+    done; done
     ovl_mount
     if [ "$IMPL" = kernel ]; then # informative run of the load generator only
         pid=$$

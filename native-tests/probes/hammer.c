@@ -6,6 +6,11 @@
  * accepted: ENOENT, EEXIST, ENOTEMPTY, ENOTDIR, EISDIR). DIR/lf<k> (k < 64), if present, are
  * files that start in a lower layer with 65536 bytes of byte (k*7+i)&0xff; workers append
  * to them and chmod them (concurrent copy-ups) and check the first 65536 bytes never change.
+ * DIR/shared2/ is a second shared directory: names and empty directories move between it and
+ * DIR/shared/ (renames across directories, racing with the changes inside both). DIR/deep/a<i>/b<j>/
+ * (i, j < 4), if present, are lower directories holding lower files m<k> (k < 8): workers create and
+ * remove private files in them (concurrent copy-ups of the same ancestors) and move the m<k> between
+ * them (copy-up of a lower file, then a rename across two directories).
  * Prints "hammer: N ops, E errors" (sum over workers) and exits 1 if E > 0 (the first errors
  * are printed on stderr).
  */
@@ -25,7 +30,7 @@ static unsigned rnd(void)
     return (unsigned)((rs * 2685821657736338717ULL) >> 32);
 }
 
-static int worker_id;
+static int worker_id, has_deep;
 static long errors, ops;
 
 static void err(const char *what, const char *path, int e)
@@ -83,7 +88,7 @@ static void worker(int id, int secs)
     while (time(NULL) < end) {
         for (int burst = 0; burst < 50; burst++) {
             ops++;
-            int k = rnd() % 16, op = rnd() % 20;
+            int k = rnd() % 16, op = rnd() % 24;
             switch (op) {
             case 0: case 1: case 2: { /* private file: write, read back */
                 snprintf(p, sizeof p, "%s/f%d", wd, k);
@@ -213,6 +218,35 @@ static void worker(int id, int secs)
                     err("chmod", p, errno);
                 break;
             }
+            case 19: { /* shared names and empty directories move between two directories */
+                if (rnd() % 2) {
+                    snprintf(p, sizeof p, "shared/x%d", k);
+                    snprintf(q, sizeof q, "shared2/y%d", (int)(rnd() % 16));
+                } else {
+                    snprintf(p, sizeof p, "shared/d%d", k % 4);
+                    snprintf(q, sizeof q, "shared2/e%d", (int)(rnd() % 4));
+                }
+                if (rnd() % 2) SHARED(renameat(DIRFD, p, DIRFD, q), "rename", p);
+                else SHARED(renameat(DIRFD, q, DIRFD, p), "rename", q);
+                break;
+            }
+            case 20: { /* private files in deep lower directories: their ancestors are copied up at once */
+                if (!has_deep) break;
+                snprintf(p, sizeof p, "deep/a%d/b%d/w%d_%d", k % 4, (int)(rnd() % 4), id, k);
+                int fd = openat(DIRFD, p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+                if (fd < 0) { err("create", p, errno); break; }
+                if (write(fd, "deep", 4) != 4) err("write", p, errno);
+                PRIV(close(fd), "close", p);
+                if (rnd() % 2) PRIV(unlinkat(DIRFD, p, 0), "unlink", p);
+                break;
+            }
+            case 21: { /* lower files move between deep directories */
+                if (!has_deep) break;
+                snprintf(p, sizeof p, "deep/a%d/b%d/m%d", k % 4, (int)(rnd() % 4), k % 8);
+                snprintf(q, sizeof q, "deep/a%d/b%d/m%d", (int)(rnd() % 4), (int)(rnd() % 4), k % 8);
+                SHARED(renameat(DIRFD, p, DIRFD, q), "rename", p);
+                break;
+            }
             default: { /* stat a few names */
                 struct stat st;
                 snprintf(p, sizeof p, "shared/x%d", k);
@@ -232,6 +266,9 @@ int main(int argc, char **argv)
     unsigned long long seed = strtoull(argv[4], NULL, 0);
     if (mkdirat(DIRFD, "shared", 0755) < 0 && errno != EEXIST)
         fail("mkdir shared: %s", ename(errno));
+    if (mkdirat(DIRFD, "shared2", 0755) < 0 && errno != EEXIST)
+        fail("mkdir shared2: %s", ename(errno));
+    has_deep = faccessat(DIRFD, "deep", F_OK, 0) == 0;
     int pipes[64][2];
     pid_t pids[64];
     for (int i = 0; i < n && i < 64; i++) {

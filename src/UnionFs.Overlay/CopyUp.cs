@@ -14,25 +14,42 @@ public sealed unsafe partial class OverlayFileSystem
     /// <summary>
     /// Gives directory <paramref name="dir"/> an upper part (copying its ancestors first) and returns the upper
     /// descriptor. Only the directory itself is copied, with its metadata; its children stay where they are.
-    /// Caller holds <see cref="_ns"/>.
+    /// Takes the parent's lock, one ancestor at a time: the caller must not hold a directory lock,
+    /// except that of <paramref name="dir"/>'s parent (see <see cref="LockDir"/>).
     /// </summary>
     int CopyUpDir(Node dir, out int upperFd)
     {
         upperFd = -1;
         if (!HasUpper) return Errno.EROFS;
+        while (true)
+        {
+            var dirs = dir.Dirs;
+            if (dirs.Length > 0 && dirs[0].Layer == 0) { upperFd = dirs[0].Fd; return 0; }
+            var parent = dir.Loc.Parent;
+            if (parent is null) return Errno.ESTALE;
+            int e = CopyUpDir(parent, out int parentFd);
+            if (e != 0) return e;
+            lock (LockDir(parent))
+            {
+                // A rename may have moved the directory while we waited, or another thread copied it up.
+                if (dir.Loc.Parent != parent) continue;
+                return CopyUpDirLocked(dir, parent, parentFd, out upperFd);
+            }
+        }
+    }
+
+    int CopyUpDirLocked(Node dir, Node parent, int parentFd, out int upperFd)
+    {
         var dirs = dir.Dirs;
         if (dirs.Length > 0 && dirs[0].Layer == 0) { upperFd = dirs[0].Fd; return 0; }
+        upperFd = -1;
         var loc = dir.Loc;
-        if (loc.Parent is null) return Errno.ESTALE;
-        int e = CopyUpDir(loc.Parent, out int parentFd);
-        if (e != 0) return e;
-
         Statx st;
         if (Libc.statx(dirs[0].Fd, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &st) < 0) return Errno.Last;
         fixed (byte* tmp = TempName()) fixed (byte* name = loc.NameZ)
         {
             if (Libc.mkdirat(_workFd, tmp, 0x1C0 /* 0700 */) < 0) return Errno.Last;
-            e = CopyMetadata(dirs[0].Fd, ReadOnlySpan<byte>.Empty, tmp, st, dir.Ino);
+            int e = CopyMetadata(dirs[0].Fd, ReadOnlySpan<byte>.Empty, tmp, st, dir.Ino);
             var parentTimes = ParentTimes.Save(parentFd);
             if (e == 0 && Libc.renameat2(_workFd, tmp, parentFd, name, Libc.RENAME_NOREPLACE) < 0) e = Errno.Last;
             if (e != 0) { Libc.unlinkat(_workFd, tmp, Libc.AT_REMOVEDIR); return e; }
@@ -45,7 +62,7 @@ public sealed unsafe partial class OverlayFileSystem
             _nodes.Rekey(dir, (0, st.Dev, st.Ino));
             upperFd = fd;
         }
-        MarkImpure(loc.Parent);
+        MarkImpure(parent);
         return 0;
     }
 
@@ -94,7 +111,7 @@ public sealed unsafe partial class OverlayFileSystem
     int CopyUpFile(Node node, CopyUpMode mode)
     {
         if (!HasUpper) return Errno.EROFS;
-        if (node.IsDir) { lock (_ns) return CopyUpDir(node, out _); }
+        if (node.IsDir) return CopyUpDir(node, out _);
         lock (node.CopyUpLock)
         {
             if (node.Layer == 0)
@@ -102,8 +119,7 @@ public sealed unsafe partial class OverlayFileSystem
                     : mode == CopyUpMode.Data ? CompleteCopyUp(node) : DropMetacopy(node);
             var loc = node.Loc;
             if (loc.Parent is null || node.Unlinked) return Errno.ESTALE;
-            int parentFd, e;
-            lock (_ns) e = CopyUpDir(loc.Parent, out parentFd);
+            int e = CopyUpDir(loc.Parent, out int parentFd);
             if (e != 0) return e;
             int srcDir = loc.Parent.DirFd(loc.Layer);
             Statx st;
@@ -118,7 +134,9 @@ public sealed unsafe partial class OverlayFileSystem
                 e = metaOnly ? MakeMetacopy(tmpName, st) : MakeCopy(srcDir, name, tmp, st, withData: mode != CopyUpMode.Empty);
                 if (e == 0) e = CopyMetadata(srcDir, loc.Name, tmp, st, node.Ino);
                 if (e != 0) { Libc.unlinkat(_workFd, tmp, 0); return e; }
-                lock (_ns)
+                // The name is the one stat'd above: the node is ours (a rename copies it up first, through this
+                // lock), and a removal meanwhile leaves a whiteout or nothing there, which RENAME_NOREPLACE finds.
+                lock (LockDir(loc.Parent))
                 {
                     var parentTimes = ParentTimes.Save(parentFd);
                     if (Libc.renameat2(_workFd, tmp, parentFd, name, Libc.RENAME_NOREPLACE) < 0)
@@ -171,9 +189,9 @@ public sealed unsafe partial class OverlayFileSystem
         fixed (byte* entry = IndexName(ino))
         {
             if (Libc.statx(_indexFd, entry, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st) < 0) return false;
-            lock (_ns)
+            if (CopyUpDir(parent, out int pfd) != 0) return false;
+            lock (LockDir(parent))
             {
-                if (CopyUpDir(parent, out int pfd) != 0) return false;
                 if (Libc.linkat(_indexFd, entry, pfd, nameZ, 0) < 0) return Errno.Last == Errno.EEXIST;
                 MarkImpure(parent); // the new name's st_ino is its origin's
                 var entryName = IndexName(ino).AsSpan(0, 16);
@@ -229,16 +247,19 @@ public sealed unsafe partial class OverlayFileSystem
             int e = MakeCopy(dataDir, dataName, tmp, st, withData: true);
             if (e == 0) e = CopyMetadata(upperDir, loc.Name, tmp, st, node.Ino);
             if (e == 0)
-                lock (_ns)
+                lock (LockDir(loc.Parent))
                 {
-                    if (Libc.renameat2(_workFd, tmp, upperDir, name, 0) < 0) e = Errno.Last;
+                    // The placeholder is held open until the node has its new key: its inode number would be free
+                    // from the rename on, and an object created meanwhile in another directory could get it, then
+                    // find this node under it (see LockDir).
+                    int placeholder = Libc.openat(upperDir, name, Libc.O_PATH | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0);
+                    if (placeholder < 0 || Libc.renameat2(_workFd, tmp, upperDir, name, 0) < 0) e = Errno.Last;
                     else
                     {
-                        // Rekeyed before the namespace lock is released: the placeholder's inode number is free
-                        // from the rename on, and an object created next must not find this node under it.
                         Libc.statx(upperDir, name, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st);
                         _nodes.Rekey(node, (0, st.Dev, st.Ino));
                     }
+                    if (placeholder >= 0) Libc.close(placeholder);
                 }
             if (e != 0) { Libc.unlinkat(_workFd, tmp, 0); return e; }
         }

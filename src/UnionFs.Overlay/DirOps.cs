@@ -110,13 +110,13 @@ public sealed unsafe partial class OverlayFileSystem
         if (Markers.IsWhiteoutName(name)) return Errno.EINVAL;
         byte* nameZ = stackalloc byte[NameMax + 1];
         if (ToNameZ(name, nameZ) is var tooLong and not 0) return tooLong;
-        lock (_ns)
+        int e = CopyUpDir(parent, out int pfd);
+        if (e != 0) return e;
+        lock (LockDir(parent))
         {
-            int e = Probe(parent, nameZ, name, out var s);
+            e = Probe(parent, nameZ, name, out var s);
             if (e != 0) return e;
             if (s.Exists) return Errno.EEXIST;
-            e = CopyUpDir(parent, out int pfd);
-            if (e != 0) return e;
             var owner = NewOwner(ctx, pfd);
             mode = ApplyUmask(mode, umask, parent, pfd);
             Changed(parent, subdirs: kind == Kind.Dir);
@@ -148,7 +148,7 @@ public sealed unsafe partial class OverlayFileSystem
 
     /// <summary>
     /// The node of a file just created at parent/name and open as <paramref name="fd"/> (nothing for other kinds).
-    /// Made here, under the namespace lock, from the descriptor: the name cannot have changed yet, and a new
+    /// Made here, under the parent's lock, from the descriptor: the name cannot have changed yet, and a new
     /// object has no origin, so a lookup of the name would only stat it again and read its origin xattr.
     /// </summary>
     int RegisterFile(Node parent, ReadOnlySpan<byte> name, ref int fd, out Node? node, out Statx st)
@@ -283,13 +283,13 @@ public sealed unsafe partial class OverlayFileSystem
         if (e != 0) return e;
         e = CopyUpFile(n, CopyUpMode.Data);
         if (e != 0) return e;
-        lock (_ns)
+        e = CopyUpDir(np, out int pfd);
+        if (e != 0) return e;
+        lock (LockDir(np))
         {
             e = Probe(np, nameZ, newName, out var s);
             if (e != 0) return e;
             if (s.Exists) return Errno.EEXIST;
-            e = CopyUpDir(np, out int pfd);
-            if (e != 0) return e;
             Changed(np);
             var loc = n.Loc;
             int srcDir = n.UnlinkedFd >= 0 ? n.UnlinkedFd : loc.Parent?.DirFd(0) ?? -1;
@@ -337,14 +337,14 @@ public sealed unsafe partial class OverlayFileSystem
             if (!dir && node!.IsDir) return Errno.EISDIR;
             byte* nameZ = stackalloc byte[NameMax + 1];
             ToNameZ(name, nameZ);
-            lock (_ns)
+            e = CopyUpDir(parent, out int pfd);
+            if (e != 0) return e;
+            lock (LockDir(parent))
             {
                 if (dir && !IsMergedDirEmpty(node!)) return Errno.ENOTEMPTY;
                 e = Probe(parent, nameZ, name, out var s);
                 if (e != 0) return e;
                 if (!s.Exists) return Errno.ENOENT;
-                e = CopyUpDir(parent, out int pfd);
-                if (e != 0) return e;
                 KeepIfStillReachable(node!, parent, name);
                 Changed(parent, subdirs: dir);
                 bool inUpper = s.TopLayer == 0;
@@ -377,7 +377,7 @@ public sealed unsafe partial class OverlayFileSystem
     /// <summary>
     /// A hard link removed while the file keeps another name the kernel found it under: the node lives on at that
     /// name, as the inode does on a local filesystem (a stat reaches it, a copy-up goes there), if the name still
-    /// leads to this object in the merged view. Under <see cref="_ns"/>.
+    /// leads to this object in the merged view. Under the lock of the directory the name is removed from.
     /// </summary>
     bool MoveToOtherName(Node node, OtherLink other)
     {
@@ -447,7 +447,8 @@ public sealed unsafe partial class OverlayFileSystem
     /// Whiteouts are hard links of one char 0/0 inode kept in the work directory, as overlayfs makes them: a link
     /// allocates no inode, which is most of what a whiteout costs on a large filesystem. A full link count gets a
     /// fresh shared inode. Returns 0 or an errno; EPERM or EXDEV (no links here) turns the scheme off, and the
-    /// caller makes a whiteout of its own. Caller holds <see cref="_ns"/>.
+    /// caller makes a whiteout of its own. Two threads may find the shared inode full at once: each makes a fresh
+    /// one, and the second rename wins, which is as good.
     /// </summary>
     int LinkSharedWhiteout(int dirFd, byte* nameZ)
     {
@@ -556,11 +557,16 @@ public sealed unsafe partial class OverlayFileSystem
                     if (!src.IsDir && dst.IsDir) return Errno.EISDIR;
                 }
             }
-            // Data copy-up happens before the namespace lock, which copy-up itself takes. A hard-linked lower
+            // Data copy-up happens before the directories are locked: it takes their locks itself. A hard-linked lower
             // file is one node under several names: copy it up under the name being renamed.
             if (!src!.IsDir && (e = CopyUpAs(src, parent, name)) != 0) return e;
             if (exchange && !dst!.IsDir && (e = CopyUpAs(dst, newParent, newName)) != 0) return e;
-            lock (_ns) return RenameLocked(parent, name, src, newParent, newName, dst, exchange);
+            // Both parents get their upper parts before their locks are taken (a copy-up takes the grandparent's).
+            if ((e = CopyUpDir(parent, out _)) != 0 || (e = CopyUpDir(newParent, out _)) != 0) return e;
+            var (first, second) = parent.Id <= newParent.Id ? (parent, newParent) : (newParent, parent);
+            lock (LockDir(first))
+            lock (LockDir(second))
+                return RenameLocked(parent, name, src, newParent, newName, dst, exchange);
         }
         finally
         {
@@ -587,8 +593,7 @@ public sealed unsafe partial class OverlayFileSystem
         int e = PrepareDirMove(src);
         if (e != 0) return e;
         if (exchange && dst!.IsDir && (e = PrepareDirMove(dst)) != 0) return e;
-        if ((e = CopyUpDir(parent, out int pfd)) != 0) return e;
-        if ((e = CopyUpDir(newParent, out int npfd)) != 0) return e;
+        int pfd = parent.Dirs[0].Fd, npfd = newParent.Dirs[0].Fd; // (both copied up by the caller)
         if ((e = Probe(parent, nameZ, name, out var from)) != 0) return e;
         if ((e = Probe(newParent, newNameZ, newName, out var to)) != 0) return e;
         bool dirs = src.IsDir || dst?.IsDir == true;

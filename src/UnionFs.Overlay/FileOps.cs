@@ -287,23 +287,19 @@ public sealed unsafe partial class OverlayFileSystem
     {
         if (_nodes.Get(parent) is not { } p) return Errno.ESTALE;
         if (!HasUpper) return Errno.EROFS;
-        // Under the namespace lock, like every creation: the new inode may reuse the number of one just freed
-        // by a removal or copy-up, whose node is unkeyed inside the same lock.
-        lock (_ns)
+        // No directory lock: an unnamed file changes no directory's entries.
+        int e = CopyUpDir(p, out int pfd);
+        if (e != 0) return e;
+        mode = ApplyUmask(mode, umask, p, pfd);
+        int fd = Libc.openat(pfd, DotZ, (flags & ~Libc.O_CREAT) | Libc.O_TMPFILE | Libc.O_CLOEXEC, mode & 0xFFF);
+        if (fd < 0) return Errno.Last;
+        if (_asRoot)
         {
-            int e = CopyUpDir(p, out int pfd);
-            if (e != 0) return e;
-            mode = ApplyUmask(mode, umask, p, pfd);
-            int fd = Libc.openat(pfd, DotZ, (flags & ~Libc.O_CREAT) | Libc.O_TMPFILE | Libc.O_CLOEXEC, mode & 0xFFF);
-            if (fd < 0) return Errno.Last;
-            if (_asRoot)
-            {
-                var owner = NewOwner(ctx, pfd); // (a set-group-ID directory gives its group, as for any new file)
-                Libc.fchown(fd, owner.Uid, owner.Gid);
-                if ((mode & (Libc.S_ISUID | Libc.S_ISGID)) != 0) Libc.fchmod(fd, mode & 0xFFF);
-            }
-            return OpenedUnnamed(p, fd, ref entry, ref open);
+            var owner = NewOwner(ctx, pfd); // (a set-group-ID directory gives its group, as for any new file)
+            Libc.fchown(fd, owner.Uid, owner.Gid);
+            if ((mode & (Libc.S_ISUID | Libc.S_ISGID)) != 0) Libc.fchmod(fd, mode & 0xFFF);
         }
+        return OpenedUnnamed(p, fd, ref entry, ref open);
     }
 
     /// <summary>A node for an open file that has no name (O_TMPFILE).</summary>

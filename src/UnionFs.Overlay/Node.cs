@@ -81,7 +81,8 @@ public sealed class Node
     public uint Type { get; }
     public bool IsDir => Type == Libc.S_IFDIR;
 
-    // Everything below is guarded by the filesystem's namespace lock when written; readers take snapshots.
+    // Everything below is written under the lock of the directory the node's name is in (OverlayFileSystem.LockDir);
+    // readers take snapshots.
     /// <summary>Where the object is: replaced whole (rename, copy-up), so a reader never sees half an update.</summary>
     public volatile Location Loc = Location.Nowhere;
     public Node? Parent => Loc.Parent;

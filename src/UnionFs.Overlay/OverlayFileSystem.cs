@@ -9,8 +9,10 @@ namespace UnionFs.Overlay;
 /// The union: read-only lower layers under one writable upper directory, with overlayfs semantics, served through
 /// <see cref="IFuseFileSystem"/>. This file holds the mount-wide state (the "super block"); the operations are split
 /// by concern as in Linux fs/overlayfs: Lookup.cs (namei), CopyUp.cs, DirOps.cs, ReadDir.cs, InodeOps.cs, FileOps.cs.
-/// Locking: lookups and data I/O take no lock; changes to the namespace of the upper (create, unlink, rename,
-/// directory copy-up) are serialised by <see cref="_ns"/>; a file's data copy-up holds only that node's lock.
+/// Locking: lookups and data I/O take no lock. A change to a directory's upper entries (create, unlink, rename, the
+/// copy-up of a child into it) holds that directory's lock (<see cref="LockDir"/>), as the kernel holds the
+/// directory's inode lock; there is no lock across the whole mount. A file's copy-up holds that node's lock
+/// first, then its parent's for the final rename.
 /// </summary>
 public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposable
 {
@@ -19,7 +21,6 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
     readonly Layer[] _layers;
     readonly bool _sameFs;
     readonly NodeTable _nodes = new();
-    readonly Lock _ns = new();
     readonly Markers.XattrNames _x;
     readonly int _workFd = -1;
     /// <summary>W/index: one hard link per copied-up multiply-linked lower file, so its other names join it.</summary>
@@ -41,6 +42,18 @@ public sealed unsafe partial class OverlayFileSystem : IFuseFileSystem, IDisposa
     long _tempCounter;
 
     public static readonly byte* Empty = (byte*)System.Runtime.InteropServices.NativeMemory.AllocZeroed(8);
+
+    /// <summary>
+    /// The lock for changes to <paramref name="dir"/>'s upper entries and to its children's locations: the
+    /// directory's node itself. Order, so that no two threads wait on each other: a file's copy-up lock before any
+    /// directory's; a thread holds one directory lock at a time, except a rename, which takes both parents in the
+    /// order of their node ids; a directory is copied up (which takes its parent's lock) before its own is taken.
+    /// Since no lock spans directories, an upper inode is never freed while a node is keyed by it: an object made
+    /// in another directory at the same moment could get its number and be taken for it. A removed or replaced
+    /// name leaves its node a descriptor of the object (<see cref="KeepIfStillReachable"/>), a directory's node
+    /// holds its own, and a metacopy placeholder is held open across its replacement.
+    /// </summary>
+    static object LockDir(Node dir) => dir;
 
     public OverlayFileSystem(OverlayOptions options, ILogger log)
     {

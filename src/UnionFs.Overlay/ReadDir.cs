@@ -143,7 +143,7 @@ public sealed unsafe partial class OverlayFileSystem
     }
 
     /// <summary>A directory's entries changed through the mount (<paramref name="subdirs"/>: a directory was among
-    /// them). Caller holds the namespace lock.</summary>
+    /// them). Caller holds the directory's lock.</summary>
     void Changed(Node dir, bool subdirs = false)
     {
         if (_listings.TryGetValue(dir, out var listing)) listing.Stale = true;
@@ -161,7 +161,7 @@ public sealed unsafe partial class OverlayFileSystem
     {
         int n = dir.Subdirs;
         if (n >= 0) return (uint)n + 2;
-        lock (_ns)
+        lock (LockDir(dir))
         {
             if ((n = dir.Subdirs) >= 0) return (uint)n + 2;
             n = 0;
