@@ -18,7 +18,8 @@ static unsafe class Daemon
 {
     const string StatusFdVariable = "UNIONFS_DAEMON_STATUS_FD";
 
-    public static int Run(Func<FuseSession> start, bool foreground, ILogger log)
+    /// <summary>Serves the mount <paramref name="start"/> makes; it calls its argument once the mount is live.</summary>
+    public static int Run(Func<Action, FuseSession> start, bool foreground, ILogger log)
     {
         string? statusFd = Environment.GetEnvironmentVariable(StatusFdVariable);
         if (foreground) return Serve(start, log, statusFd: -1);
@@ -26,21 +27,23 @@ static unsafe class Daemon
         return SpawnAndWait();
     }
 
-    static int Serve(Func<FuseSession> start, ILogger log, int statusFd)
+    static int Serve(Func<Action, FuseSession> start, ILogger log, int statusFd)
     {
         RaiseFileLimit();
         FuseSession session;
+        bool live = false;
         try
         {
             if (statusFd >= 0) Libc.setsid();
-            session = start();
+            session = start(() => { live = true; Report(statusFd, "OK"); });
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or InvalidOperationException)
         {
-            Report(statusFd, "unionfs: " + e.Message);
+            if (live) log.LogError("{Message}", e.Message); // (the mount command has returned already)
+            else Report(statusFd, "unionfs: " + e.Message);
             return 1;
         }
-        Report(statusFd, "OK");
+        if (!live) Report(statusFd, "OK");
 
         int stopping = 0;
         void Stop(PosixSignalContext ctx)

@@ -66,12 +66,12 @@ static class MountCommand
             PosixAcl = options.Acl,
             Debug = flags.Debug,
         };
-        return Daemon.Run(() =>
+        return Daemon.Run(live =>
         {
             // Layers are opened here, in the process that serves them, before the mount goes live.
             var fs = new OverlayFileSystem(options, log);
             fuseOptions.PassthroughStackDepth = fs.PassthroughStackDepth;
-            try { return FuseSession.Start(mountpoint, fs, fuseOptions, log); }
+            try { return FuseSession.Start(mountpoint, fs, fuseOptions, log, live); }
             catch { fs.Dispose(); throw; }
         }, flags.Foreground, log);
     }

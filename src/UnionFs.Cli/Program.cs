@@ -110,7 +110,7 @@ static class Program
             FsName = src, Subtype = "unionfs-loopback", AllowOther = true, DefaultPermissions = true,
             NoSuid = false, NoDev = false, Debug = flags.Debug,
         };
-        return Daemon.Run(() => FuseSession.Start(mnt, new LoopbackFileSystem(src), options, log), flags.Foreground, log);
+        return Daemon.Run(live => FuseSession.Start(mnt, new LoopbackFileSystem(src), options, log, live), flags.Foreground, log);
     }
 }
 
