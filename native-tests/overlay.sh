@@ -902,6 +902,28 @@ tc_overlay_rmdir_nonempty_merged() {
     assert_lowers_unchanged
 }
 
+# A change that fails (rmdir of a directory that is not empty, a rename onto one, a rename that needs a redirect
+# where redirect_dir is off) copies nothing up, not even the parents it would have changed.
+tc_overlay_failed_change_leaves_parents() {
+    ovl_init 1
+    mkdir -p "$L1/p/d" "$L1/q/e"
+    echo a >"$L1/p/d/a"
+    echo b >"$L1/q/e/b"
+    ovl_mount
+    sysop "$M" ENOTEMPTY rmdir p/d
+    sysop "$M" ok mkdir n
+    sysop "$M" ENOTEMPTY rename n p/d
+    sysop "$M" ENOTEMPTY rename n q/e
+    assert_enoent "$U/p"
+    assert_enoent "$U/q"
+    ovl_umount
+    ovl_mount redirect_dir=off
+    sysop "$M" EXDEV rename p/d q/f
+    assert_enoent "$U/p"
+    assert_enoent "$U/q"
+    assert_listing "$M/p/d" "a"
+}
+
 tc_overlay_create_over_whiteout() {
     ovl_init 2
     for n in x y z s h; do echo "lower $n" >"$L1/$n"; done

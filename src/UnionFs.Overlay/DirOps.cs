@@ -337,6 +337,9 @@ public sealed unsafe partial class OverlayFileSystem
             if (!dir && node!.IsDir) return Errno.EISDIR;
             byte* nameZ = stackalloc byte[NameMax + 1];
             ToNameZ(name, nameZ);
+            // A directory that is not empty stays where it is, and so does its parent (as on kernel overlayfs);
+            // asked again below, under the lock, where it counts.
+            if (dir && parent.Dirs[0].Layer != 0 && !IsMergedDirEmpty(node!)) return Errno.ENOTEMPTY;
             e = CopyUpDir(parent, out int pfd);
             if (e != 0) return e;
             lock (LockDir(parent))
@@ -561,7 +564,11 @@ public sealed unsafe partial class OverlayFileSystem
             // file is one node under several names: copy it up under the name being renamed.
             if (!src!.IsDir && (e = CopyUpAs(src, parent, name)) != 0) return e;
             if (exchange && !dst!.IsDir && (e = CopyUpAs(dst, newParent, newName)) != 0) return e;
-            // Both parents get their upper parts before their locks are taken (a copy-up takes the grandparent's).
+            // Both parents get their upper parts before their locks are taken (a copy-up takes the grandparent's),
+            // unless the rename is bound to fail, which leaves them where they are, as on kernel overlayfs.
+            if (CannotMove(src) || (exchange && CannotMove(dst!))) return Errno.EXDEV;
+            if ((parent.Dirs[0].Layer != 0 || newParent.Dirs[0].Layer != 0) && dst is { IsDir: true } && !exchange && !IsMergedDirEmpty(dst))
+                return Errno.ENOTEMPTY;
             if ((e = CopyUpDir(parent, out _)) != 0 || (e = CopyUpDir(newParent, out _)) != 0) return e;
             var (first, second) = parent.Id <= newParent.Id ? (parent, newParent) : (newParent, parent);
             lock (LockDir(first))
@@ -672,6 +679,7 @@ public sealed unsafe partial class OverlayFileSystem
         if (!dir.IsDir) return 0;
         bool pureUpper = dir.Dirs.Length == 1 && dir.Dirs[0].Layer == 0;
         if (pureUpper) return 0;
+        if (CannotMove(dir)) return Errno.EXDEV;
         if (dir.RedirectPath is not null)
         {
             // A relative redirect (as the kernel writes for a rename within one directory) would point elsewhere
@@ -681,7 +689,6 @@ public sealed unsafe partial class OverlayFileSystem
                 return Markers.SetXattr(upper, ReadOnlySpan<byte>.Empty, _x.Redirect, System.Text.Encoding.UTF8.GetBytes(dir.RedirectPath));
             return 0;
         }
-        if (!_options.RedirectDir) return Errno.EXDEV;
         string path = LowerPath(dir);
         int e = CopyUpDir(dir, out _);
         if (e != 0) return e;
@@ -690,6 +697,10 @@ public sealed unsafe partial class OverlayFileSystem
         dir.RedirectPath = path;
         return 0;
     }
+
+    /// <summary>A directory with lower parts and no redirect of its own, on a mount without redirect_dir.</summary>
+    bool CannotMove(Node dir) =>
+        dir.IsDir && !_options.RedirectDir && dir.RedirectPath is null && !(dir.Dirs.Length == 1 && dir.Dirs[0].Layer == 0);
 
     static int ClearWhiteouts(int pfd, byte* nameZ)
     {
