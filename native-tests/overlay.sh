@@ -737,6 +737,52 @@ tc_overlay_metacopy_default_copies_data() {
     assert_lowers_unchanged
 }
 
+# A metacopy file (metacopy=on: chmod copied only its metadata) whose name is removed while it is open: written to
+# through a descriptor reopened from /proc, or opened for writing while the unlink runs (the data copy-up of a
+# 256 MiB file takes long enough for the unlink to land in it). The open file gets the lower data, and the name
+# stays removed, as on kernel overlayfs.
+tc_overlay_metacopy_removed_while_open() {
+    ovl_init 1
+    printf 'lowerdata\n' >"$L1/f"
+    x python3 -c "open('$L1/big', 'wb').write(b'x' * (256 << 20))"
+    snapshot_lowers
+    ovl_mount metacopy=on
+    x chmod 600 "$M/f" "$M/big"
+    x python3 - "$M" <<'PY'
+import os, sys, threading, time
+m = sys.argv[1]
+fd = os.open(m + '/f', os.O_RDONLY)
+os.unlink(m + '/f')
+w = os.open('/proc/self/fd/%d' % fd, os.O_WRONLY | os.O_APPEND)
+os.write(w, b'more\n')
+os.close(w)
+got = os.pread(fd, 100, 0)
+assert got == b'lowerdata\nmore\n', 'through the reopened descriptor: %r' % got
+keep = os.open(m + '/big', os.O_RDONLY)
+opened = {}
+def opener():
+    try: opened['fd'] = os.open(m + '/big', os.O_WRONLY | os.O_APPEND)
+    except OSError as e: opened['err'] = e
+t = threading.Thread(target=opener)
+t.start()
+time.sleep(0.02)
+os.unlink(m + '/big')
+t.join()
+if 'fd' in opened:
+    os.write(opened['fd'], b'end')
+    os.close(opened['fd'])
+    assert os.pread(keep, 1, 0) == b'x' and os.pread(keep, 8, 256 << 20) == b'end', 'data of the big file'
+else:
+    print('the open lost the race to the unlink: %s' % opened['err'])
+PY
+    assert_enoent "$M/f"
+    assert_enoent "$M/big"
+    ovl_remount
+    assert_enoent "$M/f"
+    assert_enoent "$M/big"
+    assert_lowers_unchanged
+}
+
 tc_overlay_truncate_lower() {
     ovl_init 2
     printf 'hello\n' >"$L1/f"

@@ -238,8 +238,10 @@ public sealed unsafe partial class OverlayFileSystem
         var loc = node.Loc;
         var data = node.DataLoc;
         if (data?.Parent is null || loc.Parent is null) return Errno.ESTALE;
+        if (node.UnlinkedFd >= 0) return FillUnlinkedMetacopy(node, data);
         int upperDir = loc.Parent.DirFd(0), dataDir = data.Parent.DirFd(data.Layer);
         Statx st;
+        bool removed = false;
         byte[] tmpName = TempName();
         fixed (byte* name = loc.NameZ) fixed (byte* dataName = data.NameZ) fixed (byte* tmp = tmpName)
         {
@@ -252,8 +254,12 @@ public sealed unsafe partial class OverlayFileSystem
                     // The placeholder is held open until the node has its new key: its inode number would be free
                     // from the rename on, and an object created meanwhile in another directory could get it, then
                     // find this node under it (see LockDir).
-                    int placeholder = Libc.openat(upperDir, name, Libc.O_PATH | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0);
-                    if (placeholder < 0 || Libc.renameat2(_workFd, tmp, upperDir, name, 0) < 0) e = Errno.Last;
+                    // A removal of the name meanwhile gave the node a descriptor of the placeholder (and may have left
+                    // a whiteout at the name): the copy must not bring the name back.
+                    int placeholder = (removed = node.UnlinkedFd >= 0) ? -1
+                        : Libc.openat(upperDir, name, Libc.O_PATH | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0);
+                    if (removed) e = Errno.ENOENT;
+                    else if (placeholder < 0 || Libc.renameat2(_workFd, tmp, upperDir, name, 0) < 0) e = Errno.Last;
                     else
                     {
                         Libc.statx(upperDir, name, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st);
@@ -261,8 +267,37 @@ public sealed unsafe partial class OverlayFileSystem
                     }
                     if (placeholder >= 0) Libc.close(placeholder);
                 }
-            if (e != 0) { Libc.unlinkat(_workFd, tmp, 0); return e; }
+            if (e != 0) { Libc.unlinkat(_workFd, tmp, 0); return removed ? FillUnlinkedMetacopy(node, data) : e; }
         }
+        node.Metacopy = false;
+        node.DataLoc = null;
+        return 0;
+    }
+
+    /// <summary>
+    /// A metacopy file written to after its name was removed (still open, reopened through /proc): there is no name
+    /// to put a copy at, so the lower data goes into the placeholder itself, which the node and the open handles
+    /// hold. Its metacopy xattr no longer matters: no lookup reaches it. Caller holds the node's copy-up lock.
+    /// </summary>
+    int FillUnlinkedMetacopy(Node node, Location data)
+    {
+        byte* path = stackalloc byte[32];
+        int dst = Libc.openat(Libc.AT_FDCWD, FsUtil.ProcFdPath(node.UnlinkedFd, path), Libc.O_WRONLY | Libc.O_CLOEXEC, 0);
+        if (dst < 0) return Errno.Last;
+        int e;
+        fixed (byte* dataName = data.NameZ)
+        {
+            int src = OpenNoAtime(data.Parent!.DirFd(data.Layer), dataName, Libc.O_RDONLY | Libc.O_NOFOLLOW | Libc.O_CLOEXEC);
+            Statx st;
+            if (src < 0) e = Errno.Last;
+            else
+            {
+                e = Libc.statx(src, Empty, Libc.AT_EMPTY_PATH, Statx.BasicStats, &st) < 0 ? Errno.Last : CopyData(src, dst, (long)st.Size);
+                Libc.close(src);
+            }
+        }
+        Libc.close(dst);
+        if (e != 0) return e;
         node.Metacopy = false;
         node.DataLoc = null;
         return 0;
