@@ -251,27 +251,36 @@ public sealed unsafe partial class OverlayFileSystem
             if (e == 0)
                 lock (LockDir(loc.Parent))
                 {
-                    // The placeholder is held open until the node has its new key: its inode number would be free
-                    // from the rename on, and an object created meanwhile in another directory could get it, then
-                    // find this node under it (see LockDir).
-                    // A removal of the name meanwhile gave the node a descriptor of the placeholder (and may have left
-                    // a whiteout at the name): the copy must not bring the name back.
-                    int placeholder = (removed = node.UnlinkedFd >= 0) ? -1
-                        : Libc.openat(upperDir, name, Libc.O_PATH | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0);
-                    if (removed) e = Errno.ENOENT;
-                    else if (placeholder < 0 || Libc.renameat2(_workFd, tmp, upperDir, name, 0) < 0) e = Errno.Last;
-                    else
-                    {
-                        Libc.statx(upperDir, name, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st);
-                        _nodes.Rekey(node, (0, st.Dev, st.Ino));
-                    }
-                    if (placeholder >= 0) Libc.close(placeholder);
+                    // A removal of the name meanwhile gave the node a descriptor of the placeholder (and may have
+                    // left a whiteout at the name): the copy must not bring the name back.
+                    removed = node.UnlinkedFd >= 0;
+                    if (!removed) e = ReplacePlaceholder(node, upperDir, name, tmp);
                 }
-            if (e != 0) { Libc.unlinkat(_workFd, tmp, 0); return removed ? FillUnlinkedMetacopy(node, data) : e; }
+            if (e != 0 || removed) Libc.unlinkat(_workFd, tmp, 0);
+            if (removed) return FillUnlinkedMetacopy(node, data);
+            if (e != 0) return e;
         }
         node.Metacopy = false;
         node.DataLoc = null;
         return 0;
+    }
+
+    /// <summary>
+    /// Renames the full copy over the placeholder and gives the node the copy's identity. The placeholder is held
+    /// open until then: its inode number would be free from the rename on, and an object created meanwhile in
+    /// another directory could get it, then find this node under it (see LockDir). Under the directory's lock.
+    /// </summary>
+    int ReplacePlaceholder(Node node, int upperDir, byte* name, byte* tmp)
+    {
+        int placeholder = Libc.openat(upperDir, name, Libc.O_PATH | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0);
+        if (placeholder < 0) return Errno.Last;
+        int e = 0;
+        Statx st;
+        if (Libc.renameat2(_workFd, tmp, upperDir, name, 0) < 0) e = Errno.Last;
+        else if (Libc.statx(upperDir, name, Libc.AT_SYMLINK_NOFOLLOW, Statx.BasicStats, &st) < 0) e = Errno.Last;
+        else _nodes.Rekey(node, (0, st.Dev, st.Ino));
+        Libc.close(placeholder);
+        return e;
     }
 
     /// <summary>
